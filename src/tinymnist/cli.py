@@ -1,0 +1,114 @@
+"""The command line: `tinymnist train`, `tinymnist evaluate`, ...
+
+Each subcommand is a small function over the library. Problems with the user's input raise
+TinyMnistError, which `main` prints as one line (`tinymnist: error: ...`) with exit code 2.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from tinymnist import checkpoint, data, recipes
+from tinymnist.errors import TinyMnistError
+from tinymnist.evaluation import evaluate
+from tinymnist.training import new_run_dir, pick_device, resume_settings, train
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $TINYMNIST_DATA, then the cache)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+
+
+def load_data(args: argparse.Namespace, device: torch.device) -> data.MNIST:
+    return data.load(args.data_dir, download=not args.no_download).to(device)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    device = pick_device(args.device)
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        if given or args.recipe or args.out or args.val or args.seed is not None:
+            raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
+        out = Path(args.resume)
+        recipe, config = resume_settings(out)
+        mnist = load_data(args, device)
+        if config.get("split") == "val":
+            mnist = data.validation_split(mnist, config["eval_images"])
+        train(recipe, mnist, out, seed=config["seed"], split=config.get("split", "test"), resume=True)
+        return
+    recipe = recipes.override(recipes.get(args.recipe or "seed"), **overrides)
+    from tinymnist import models
+
+    if recipe.model not in models.MODELS:
+        raise TinyMnistError(f"--model {recipe.model!r}: unknown model; choose from: {', '.join(models.MODELS)}")
+    for name in ("epochs", "batch_size"):
+        if getattr(recipe, name) < 1:
+            raise TinyMnistError(f"--{name.replace('_', '-')} {getattr(recipe, name)}: must be at least 1")
+    if recipe.lr <= 0:
+        raise TinyMnistError(f"--lr {recipe.lr}: must be positive")
+    out = Path(args.out) if args.out else new_run_dir(recipe.model)
+    if (out / "config.json").exists():
+        raise TinyMnistError(f"--out {out}: already holds a run; use --resume {out} or another folder")
+    mnist = load_data(args, device)
+    split = "test"
+    if args.val:
+        mnist, split = data.validation_split(mnist, args.val), "val"
+    train(recipe, mnist, out, seed=1 if args.seed is None else args.seed, split=split)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    device = pick_device(args.device)
+    model, ckpt = checkpoint.load_model(args.run, device)
+    mnist = load_data(args, device)
+    result = evaluate(model, mnist.test_images, mnist.test_labels)
+    print(f"{ckpt['model']} from {checkpoint.resolve(args.run)}")
+    print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%}  ({len(mnist.test_labels):,} images)")
+    print("per-class accuracy:")
+    for digit, acc in enumerate(result.per_class):
+        print(f"  {digit}: {acc:.2%}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinymnist", description="Tiny CNNs on MNIST, trained fast and honestly.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a recipe; writes a run folder")
+    p.add_argument("--recipe", help=f"one of: {', '.join(recipes.RECIPES)} (default: seed)")
+    p.add_argument("--model", help="override the recipe's model")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
+    p.add_argument("--seed", type=int, help="random seed (default: 1)")
+    p.add_argument("--val", type=int, metavar="N",
+                   help="hold out N training images as a validation set and evaluate on it, not on the test set")  # fmt: skip
+    p.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
+    add_data_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test loss, accuracy and per-class accuracy of a trained model")
+    p.add_argument("run", help="run folder or checkpoint file")
+    add_data_args(p)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TinyMnistError as e:
+        print(f"tinymnist: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tinymnist: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Download MNIST into the cache: several mirrors tried in turn, retries, a progress bar,
+the SHA-256 of the decompressed content checked, and files renamed into place only once
+verified, so an interrupted download never leaves a file that looks complete.
+"""
+
+import gzip
+import hashlib
+import http.client
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tinymnist.data import FILES, DataError
+
+# Tried in order; TINYMNIST_MIRRORS (comma-separated base URLs) replaces the list.
+MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+]
+ATTEMPTS = 2  # per mirror and file
+TIMEOUT = 30  # seconds without data before a connection is given up
+CHUNK = 1 << 16
+
+
+def mirrors() -> list[str]:
+    env = os.environ.get("TINYMNIST_MIRRORS")
+    urls = env.split(",") if env else MIRRORS
+    return [u.strip().rstrip("/") + "/" for u in urls if u.strip()]
+
+
+def _fetch(url: str, dest: Path) -> None:
+    """Stream `url` into `dest`; raise OSError on any transfer fault, including a short read."""
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response, open(dest, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+                   file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)  # fmt: skip
+        received = 0
+        with bar:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+        if total is not None and received != total:
+            raise OSError(f"transfer interrupted after {received} of {total} bytes")
+
+
+def _verified(path: Path, name: str) -> str | None:
+    """None if the gzip file holds MNIST's `name`, else what is wrong."""
+    try:
+        content = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as e:
+        return f"corrupt gzip ({e})"
+    if hashlib.sha256(content).hexdigest() != FILES[name]:
+        return "checksum mismatch"
+    return None
+
+
+def download_file(name: str, folder: Path) -> Path:
+    """Fetch `name`.gz into `folder` from the first mirror that serves the right content."""
+    final = folder / f"{name}.gz"
+    part = folder / f"{name}.gz.part"
+    errors = []
+    for base in mirrors():
+        for attempt in range(ATTEMPTS):
+            try:
+                _fetch(base + final.name, part)
+                problem = _verified(part, name)
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
+                problem = str(getattr(e, "reason", None) or e)
+            if problem is None:
+                os.replace(part, final)
+                return final
+            part.unlink(missing_ok=True)
+            errors.append(f"{base}: {problem}")
+            if "checksum" in problem or "404" in problem:
+                break  # the mirror answered with the wrong file: retrying will not help
+            time.sleep(0.5 * (attempt + 1))
+    raise DataError(f"could not download {final.name}: " + "; ".join(errors))
+
+
+def download_mnist(folder: Path, hint: str = "") -> None:
+    """Download whichever of the four files `folder` lacks. `hint` is added to a failure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        if not (folder / f"{name}.gz").is_file() and not (folder / name).is_file():
+            print(f"downloading {name}.gz into {folder}", file=sys.stderr)
+            try:
+                download_file(name, folder)
+            except DataError as e:
+                raise DataError(f"{e}. {hint}" if hint else str(e)) from None
