@@ -1,0 +1,25 @@
+# The two commands of the README: `make train` and `make test`. Both create the virtual
+# environment on first use. torch is pinned here (constraints.txt), not in the package.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: train test lint format
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+train: $(VENV)/.installed
+	$(VENV)/bin/tinymnist train $(ARGS)
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m pytest -q
+
+format: $(VENV)/.installed
+	$(PY) -m ruff format src tests benchmarks
+	$(PY) -m ruff check --fix src tests benchmarks

@@ -1,0 +1,104 @@
+"""Real image files to MNIST-style 28x28 digits, the way MNIST itself was made.
+
+The ink is separated from the paper (either polarity: dark ink on light paper is detected
+from the border and inverted), cropped to its bounding box, scaled to fit 20x20 keeping the
+aspect ratio, and placed in a 28x28 field with its centre of mass at the centre. `predict`
+and `serve` share this one code path.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tinymnist.errors import TinyMnistError
+
+MAX_BYTES = 20 * 1024 * 1024  # larger files are refused before decoding
+MAX_PIXELS = 40_000_000  # declared width x height above this is refused (decompression bombs)
+WORK_SIDE = 512  # images are downscaled to at most this side before any processing
+MIN_CONTRAST = 32  # ink must differ from the paper by this much (of 255) to count as ink
+INK_THRESHOLD = 0.25  # fraction of the strongest ink that counts for the bounding box
+SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class ImageError(TinyMnistError):
+    pass
+
+
+def decode(data: bytes, name: str = "image") -> Image.Image:
+    """Decode image bytes safely: size limits checked before pixels are decoded."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"{name}: file of {len(data):,} bytes is over the {MAX_BYTES:,}-byte limit")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (PNG, JPEG or BMP expected)") from None
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{name}: {w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit")
+    try:
+        img.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at reduced size, cheaply
+        img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{name}: truncated or corrupt image ({e})") from None
+    return img
+
+
+def read(path: Path) -> Image.Image:
+    try:
+        return decode(path.read_bytes(), str(path))
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def ink(img: Image.Image) -> np.ndarray:
+    """Float array in [0, 255] with the ink bright and the paper at 0."""
+    img = ImageOps.exif_transpose(img)
+    img.thumbnail((WORK_SIDE, WORK_SIDE))
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        alpha = np.asarray(img.convert("RGBA"))[..., 3].astype(np.float32)
+        if alpha.min() < 255:  # strokes on a transparent background: the alpha is the ink
+            return alpha
+    a = np.asarray(img.convert("L"), dtype=np.float32)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    paper = float(np.median(border))
+    if paper > 127:  # dark ink on light paper: invert
+        a, paper = 255 - a, 255 - paper
+    return np.clip(a - paper, 0, None)
+
+
+def to_mnist(img: Image.Image, name: str = "image") -> torch.Tensor:
+    """The 28x28 uint8 digit the network sees."""
+    a = ink(img)
+    if a.max() < MIN_CONTRAST:
+        raise ImageError(f"{name}: no ink found (the image is blank or has too little contrast)")
+    a = a * (255 / a.max())
+    rows, cols = np.nonzero(a >= INK_THRESHOLD * 255)
+    a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = a.shape
+    scale = 20 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    digit = np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.LANCZOS), dtype=np.float32)
+    total = digit.sum()
+    cy = (digit.sum(1) * np.arange(digit.shape[0])).sum() / total
+    cx = (digit.sum(0) * np.arange(digit.shape[1])).sum() / total
+    top = int(np.clip(round(13.5 - cy), 0, 28 - digit.shape[0]))
+    left = int(np.clip(round(13.5 - cx), 0, 28 - digit.shape[1]))
+    out = np.zeros((28, 28), dtype=np.float32)
+    out[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return torch.from_numpy(np.clip(out, 0, 255).round().astype(np.uint8))
+
+
+def image_files(paths: list[str | Path]) -> list[Path]:
+    """Files as given, and directories walked (sorted) for files with an image suffix."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+        else:
+            files.append(p)
+    return files
