@@ -13,6 +13,7 @@ import torch
 from tinymnist import checkpoint, data, recipes
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
+from tinymnist.repeat import repeat
 from tinymnist.training import new_run_dir, pick_device, resume_settings, train
 
 
@@ -72,6 +73,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"  {digit}: {acc:.2%}")
 
 
+def cmd_repeat(args: argparse.Namespace) -> None:
+    if args.seeds < 1 or args.jobs < 1:
+        raise TinyMnistError("--seeds and --jobs must be at least 1")
+    recipe = recipes.get(args.recipe)
+    out = Path(args.out) / f"{args.recipe}.json"
+    state = repeat(args.recipe, recipe, args.seeds, out, Path(args.runs), args.data_dir, args.device, args.jobs)
+    s = state.get("summary")
+    if s:
+        print(
+            f"{args.recipe}: final-epoch test accuracy over {s['seeds']} seeds: {s['mean']:.2%} +- {s['std']:.2%} "
+            f"(min {s['min']:.2%}, max {s['max']:.2%}); {s['at_least_99_40']} of {s['seeds']} >= 99.40%"
+        )
+    print(f"results: {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinymnist", description="Tiny CNNs on MNIST, trained fast and honestly.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,8 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
     p.add_argument("--seed", type=int, help="random seed (default: 1)")
-    p.add_argument("--val", type=int, metavar="N",
-                   help="hold out N training images as a validation set and evaluate on it, not on the test set")  # fmt: skip
+    p.add_argument(
+        "--val",
+        type=int,
+        metavar="N",
+        help="hold out N training images as a validation set and evaluate on it, not on the test set",
+    )
     p.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
     add_data_args(p)
@@ -94,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or checkpoint file")
     add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("repeat", help="train a recipe with seeds 1..N; final-epoch accuracy per seed and over seeds")
+    p.add_argument("--recipe", default="seed", help=f"one of: {', '.join(recipes.RECIPES)} (default: seed)")
+    p.add_argument("--seeds", type=int, default=5, help="train seeds 1..N (default: 5)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes (default: 1)")
+    p.add_argument("--out", default="results", help="folder of the results file <recipe>.json (default: results)")
+    p.add_argument("--runs", default="runs/repeat", help="folder of the per-seed run folders (default: runs/repeat)")
+    add_data_args(p)
+    p.set_defaults(func=cmd_repeat)
     return parser
 
 

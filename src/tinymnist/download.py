@@ -39,8 +39,15 @@ def _fetch(url: str, dest: Path) -> None:
     """Stream `url` into `dest`; raise OSError on any transfer fault, including a short read."""
     with urllib.request.urlopen(url, timeout=TIMEOUT) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                   file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)  # fmt: skip
+        bar = tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=url.rsplit("/", 1)[-1],
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+            leave=False,
+        )
         received = 0
         with bar:
             while chunk := response.read(CHUNK):

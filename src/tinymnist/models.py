@@ -45,9 +45,7 @@ class Network(nn.Module):
 
         self.conv1 = nn.Sequential(*block(1, 16), *block(16, 16, drop=False), *block(16, 32))
         self.transition_layer = nn.Sequential(nn.Conv2d(32, 16, 1), nn.ReLU(), nn.MaxPool2d(2, 2))
-        self.conv2 = nn.Sequential(
-            *block(16, 16), *block(16, 16, padding=1), *block(16, 16), *block(16, 32)
-        )
+        self.conv2 = nn.Sequential(*block(16, 16), *block(16, 16, padding=1), *block(16, 16), *block(16, 32))
         self.conv_final = nn.Conv2d(32, 10, 1, bias=False)
         self.gap = nn.AvgPool2d(5)
 

@@ -46,16 +46,19 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def make_optimizer(model: nn.Module, recipe: Recipe, steps: int):
     if recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                              nesterov=True, weight_decay=recipe.weight_decay)  # fmt: skip
+        opt = torch.optim.SGD(
+            model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=True, weight_decay=recipe.weight_decay
+        )
     elif recipe.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(recipe.momentum, 0.999),
-                                weight_decay=recipe.weight_decay)  # fmt: skip
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=recipe.lr, betas=(recipe.momentum, 0.999), weight_decay=recipe.weight_decay
+        )
     else:
         raise TinyMnistError(f"optimizer {recipe.optimizer!r}: choose sgd or adamw")
     if recipe.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps,
-                                                    pct_start=recipe.warmup, cycle_momentum=False)  # fmt: skip
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=recipe.lr, total_steps=steps, pct_start=recipe.warmup, cycle_momentum=False
+        )
     elif recipe.schedule == "constant":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     else:
@@ -75,8 +78,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def train_epoch(model: nn.Module, recipe: Recipe, data: MNIST, opt, sched, generator: torch.Generator,
-                progress: bool) -> tuple[float, float]:  # fmt: skip
+def train_epoch(
+    model: nn.Module, recipe: Recipe, data: MNIST, opt, sched, generator: torch.Generator, progress: bool
+) -> tuple[float, float]:
     """One pass over the training images; returns mean loss and accuracy."""
     model.train()
     n, bs = len(data.train_labels), recipe.batch_size
@@ -154,10 +158,18 @@ def train(
         log(f"resuming {out} after epoch {len(history)} of {recipe.epochs}")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        config = {"recipe": to_dict(recipe), "seed": seed, "split": split, "parameters": parameters,
-                  "device": str(device), "torch": torch.__version__, "tinymnist": tinymnist.__version__,
-                  "train_images": len(data.train_labels), "eval_images": len(data.test_labels),
-                  **(config_extra or {})}  # fmt: skip
+        config = {
+            "recipe": to_dict(recipe),
+            "seed": seed,
+            "split": split,
+            "parameters": parameters,
+            "device": str(device),
+            "torch": torch.__version__,
+            "tinymnist": tinymnist.__version__,
+            "train_images": len(data.train_labels),
+            "eval_images": len(data.test_labels),
+            **(config_extra or {}),
+        }
         checkpoint.save_json(out / "config.json", config)
         log(f"{recipe.model}: {parameters:,} trainable parameters; run folder {out}")
 
@@ -169,22 +181,48 @@ def train(
         train_loss, train_acc = train_epoch(model, recipe, data, opt, sched, generator, progress)
         seconds = time.perf_counter() - start
         result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last)
-        record = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                  f"{split}_loss": result.loss, f"{split}_accuracy": result.accuracy, "lr": lr,
-                  "seconds": seconds, "images_per_second": len(data.train_labels) / seconds}  # fmt: skip
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            f"{split}_loss": result.loss,
+            f"{split}_accuracy": result.accuracy,
+            "lr": lr,
+            "seconds": seconds,
+            "images_per_second": len(data.train_labels) / seconds,
+        }
         history.append(record)
-        log(f"epoch {epoch:2d}/{recipe.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
-            f"{split} loss {result.loss:.4f} acc {result.accuracy:.2%}  lr {lr:.4f}  {seconds:.1f}s")  # fmt: skip
-        checkpoint.save(out / checkpoint.LAST, {
-            "model": recipe.model, "state_dict": model.state_dict(), "recipe": to_dict(recipe), "seed": seed,
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
-        })  # fmt: skip
-        checkpoint.atomic_write(out / "metrics.jsonl",
-                                lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in history)))  # fmt: skip
+        log(
+            f"epoch {epoch:2d}/{recipe.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
+            f"{split} loss {result.loss:.4f} acc {result.accuracy:.2%}  lr {lr:.4f}  {seconds:.1f}s"
+        )
+        checkpoint.save(
+            out / checkpoint.LAST,
+            {
+                "model": recipe.model,
+                "state_dict": model.state_dict(),
+                "recipe": to_dict(recipe),
+                "seed": seed,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "history": history,
+            },
+        )
+        checkpoint.atomic_write(
+            out / "metrics.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+        )
 
-    final = {"model": recipe.model, "state_dict": model.state_dict(), "recipe": to_dict(recipe), "seed": seed,
-             "parameters": parameters, "split": split, "final": history[-1],
-             "train_seconds": sum(r["seconds"] for r in history)}  # fmt: skip
+    final = {
+        "model": recipe.model,
+        "state_dict": model.state_dict(),
+        "recipe": to_dict(recipe),
+        "seed": seed,
+        "parameters": parameters,
+        "split": split,
+        "final": history[-1],
+        "history": history,
+        "train_seconds": sum(r["seconds"] for r in history),
+    }
     checkpoint.save(out / checkpoint.FINAL, final)
     for line in verdict(parameters, history, split):
         log(line)
@@ -197,10 +235,11 @@ def resume_settings(out: Path) -> tuple[Recipe, dict]:
     if not out.is_dir():
         raise TinyMnistError(f"--resume {out}: no such run folder")
     if not config_path.is_file() or not (out / checkpoint.LAST).is_file():
-        raise TinyMnistError(f"--resume {out}: not a tinymnist run folder with a completed epoch (no config.json or last.pt)")
+        raise TinyMnistError(
+            f"--resume {out}: not a tinymnist run folder with a completed epoch (no config.json or last.pt)"
+        )
     try:
         config = json.loads(config_path.read_text())
         return from_dict(config["recipe"]), config
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise TinyMnistError(f"{config_path}: damaged run config ({e})") from None
-

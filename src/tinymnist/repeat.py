@@ -1,0 +1,93 @@
+"""The multi-seed protocol: train one recipe with seeds 1..N and report final-epoch test
+accuracy per seed and over seeds, into one results file per recipe.
+
+Each finished seed is written to the results file at once (atomically), so a stopped sweep
+keeps what it finished; running the same command again trains only the missing seeds, and a
+seed interrupted mid-run resumes from its run folder's last completed epoch.
+"""
+
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+
+from tinymnist import data, results
+from tinymnist.errors import TinyMnistError
+from tinymnist.recipes import Recipe, to_dict
+from tinymnist.training import pick_device, train
+
+
+def train_seed(recipe: Recipe, seed: int, run_dir: Path, data_dir: str | None, device: str, threads: int) -> dict:
+    """Train one seed (resuming its run folder if it was interrupted); returns its result row."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    mnist = data.load(data_dir).to(dev)
+    start = time.perf_counter()
+    resume = (run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file()
+    final = train(
+        recipe,
+        mnist,
+        run_dir,
+        seed=seed,
+        resume=resume,
+        progress=False,
+        log=lambda line: print(f"[seed {seed}] {line}", flush=True),
+    )
+    history = final["history"]
+    best = max(history, key=lambda r: r["test_accuracy"])
+    return {
+        "seed": seed,
+        "parameters": final["parameters"],
+        "test_accuracy": history[-1]["test_accuracy"],
+        "test_loss": history[-1]["test_loss"],
+        "epochs": len(history),
+        "best_epoch": best["epoch"],  # shown for information only, never used to report
+        "train_seconds": final["train_seconds"],
+        "wall_seconds": time.perf_counter() - start,
+        "images_per_second": statistics.fmean(r["images_per_second"] for r in history),
+        "run_dir": str(run_dir),
+    }
+
+
+def repeat(
+    recipe_name: str,
+    recipe: Recipe,
+    seeds: int,
+    out: Path,
+    runs: Path,
+    data_dir: str | None = None,
+    device: str = "auto",
+    jobs: int = 1,
+    log=print,
+) -> dict:
+    """Train the seeds that `out` lacks and return the updated results."""
+    existing = results.read(out)
+    if existing and existing.get("recipe") != to_dict(recipe):
+        raise TinyMnistError(f"{out}: made with a different {recipe_name!r} recipe; move it away to start over")
+    done = {r["seed"] for r in existing["runs"]} if existing else set()
+    todo = [s for s in range(1, seeds + 1) if s not in done]
+    state = existing or {"name": recipe_name, "recipe": to_dict(recipe), "runs": []}
+    state["machine"] = results.machine(pick_device(device))
+    log(f"{recipe_name}: {len(done)} of {seeds} seeds already in {out}; training {todo or 'none'}")
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    args = [(recipe, s, runs / f"{recipe_name}-seed{s}", data_dir, device, threads) for s in todo]
+
+    def record(row: dict) -> None:
+        state["runs"] = sorted([r for r in state["runs"] if r["seed"] != row["seed"]] + [row], key=lambda r: r["seed"])
+        state["summary"] = results.summarize([r["test_accuracy"] for r in state["runs"]])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        results.write(out, state)
+        log(f"seed {row['seed']}: final test accuracy {row['test_accuracy']:.2%} ({row['wall_seconds']:.0f}s)")
+
+    if jobs > 1 and len(args) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for future in as_completed([pool.submit(train_seed, *a) for a in args]):
+                record(future.result())
+    else:
+        for a in args:
+            record(train_seed(*a))
+    return state

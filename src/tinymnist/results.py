@@ -1,0 +1,88 @@
+"""Results files: what a measurement ran on, and the multi-seed summaries that the README's
+tables are generated from. Every figure in the README comes from a JSON file written here.
+"""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+
+import torch
+
+import tinymnist
+from tinymnist.checkpoint import save_json
+from tinymnist.errors import TinyMnistError
+
+TARGET = 0.994  # the seed document's 99.40%
+
+
+def machine(device: torch.device | str = "cpu") -> dict:
+    """The machine a measurement ran on, in words and numbers."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "tinymnist": tinymnist.__version__,
+        "os": platform.platform(),
+        "git_commit": git_commit(),
+    }
+    if str(device).startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def git_commit() -> str | None:
+    """The commit of the working tree the code runs from, '+dirty' if it has changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def summarize(accuracies: list[float]) -> dict:
+    return {
+        "seeds": len(accuracies),
+        "mean": statistics.fmean(accuracies),
+        "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "min": min(accuracies),
+        "max": max(accuracies),
+        "at_least_99_40": sum(a >= TARGET for a in accuracies),
+    }
+
+
+def read(path: Path) -> dict | None:
+    """A results file, None if there is none; a damaged one is an error, never overwritten."""
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict) or not isinstance(value.get("runs"), list):
+            raise ValueError("no list of runs")
+        return value
+    except (ValueError, OSError) as e:
+        raise TinyMnistError(f"{path}: damaged results file ({e}); move it away to start over") from None
+
+
+write = save_json

@@ -1,0 +1,24 @@
+"""Small builders shared by the tests: IDX files and an MNIST subset."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from tinymnist.data import MNIST
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    magic = magic if magic is not None else 0x0800 + array.ndim
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True, magic: int | None = None) -> Path:
+    raw = idx_bytes(array, magic)
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
+
+
+def subset(data: MNIST, train: int, test: int) -> MNIST:
+    return MNIST(data.train_images[:train], data.train_labels[:train], data.test_images[:test], data.test_labels[:test])

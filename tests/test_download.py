@@ -1,0 +1,96 @@
+"""The downloader against a local HTTP server on 127.0.0.1 that serves ../shared/mnist."""
+
+import functools
+import http.server
+import shutil
+import threading
+
+import pytest
+
+from tinymnist import data, download
+from tinymnist.cli import main
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    truncate = False  # send the full Content-Length header but only half of the body
+
+    def log_message(self, *args):
+        pass
+
+    def copyfile(self, source, outputfile):
+        if self.truncate:
+            body = source.read()
+            outputfile.write(body[: len(body) // 2])
+            self.close_connection = True
+        else:
+            shutil.copyfileobj(source, outputfile)
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    servers = []
+
+    def start(folder, truncate=False):
+        handler = type("H", (Handler,), {"truncate": truncate})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_into_cache_then_train_data_loads(serve, monkeypatch, mnist_dir, tmp_path):
+    monkeypatch.setenv("TINYMNIST_MIRRORS", serve(mnist_dir))
+    monkeypatch.delenv("TINYMNIST_DATA", raising=False)
+    loaded = data.load()
+    assert len(loaded.train_labels) == 60000
+    cache = data.cache_dir()
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in data.FILES)
+
+
+def test_checksum_mismatch_falls_back_to_next_mirror(serve, monkeypatch, mnist_dir, tmp_path):
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for name in data.FILES:  # every file replaced by the test labels
+        shutil.copy(mnist_dir / "t10k-labels-idx1-ubyte.gz", wrong / f"{name}.gz")
+    monkeypatch.setenv("TINYMNIST_MIRRORS", f"{serve(wrong)},{serve(mnist_dir)}")
+    path = download.download_file("t10k-images-idx3-ubyte", tmp_path)
+    assert path.read_bytes() == (mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes()
+
+
+def test_checksum_mismatch_everywhere_is_an_error_and_leaves_nothing(serve, monkeypatch, mnist_dir, tmp_path):
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    shutil.copy(mnist_dir / "t10k-labels-idx1-ubyte.gz", wrong / "t10k-images-idx3-ubyte.gz")
+    monkeypatch.setenv("TINYMNIST_MIRRORS", serve(wrong))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(data.DataError, match="checksum mismatch"):
+        download.download_file("t10k-images-idx3-ubyte", dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_interrupted_transfer_leaves_no_file_that_looks_complete(serve, monkeypatch, mnist_dir, tmp_path):
+    monkeypatch.setenv("TINYMNIST_MIRRORS", serve(mnist_dir, truncate=True))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz"):
+        download.download_file("t10k-labels-idx1-ubyte", dest)
+    assert list(dest.iterdir()) == []
+    # and a good mirror after it completes the download
+    monkeypatch.setenv("TINYMNIST_MIRRORS", f"{serve(mnist_dir, truncate=True)},{serve(mnist_dir)}")
+    assert download.download_file("t10k-labels-idx1-ubyte", dest).is_file()
+
+
+def test_no_network_is_a_clear_error(monkeypatch, tmp_path, capsys, trained_checkpoint):
+    monkeypatch.setenv("TINYMNIST_MIRRORS", "http://127.0.0.1:9/")  # the discard port: connection refused
+    monkeypatch.delenv("TINYMNIST_DATA", raising=False)
+    code = main(["evaluate", str(trained_checkpoint), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("tinymnist: error: could not download") and err.count("\n") == 1
+    assert "TINYMNIST_DATA" in err

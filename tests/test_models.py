@@ -1,0 +1,23 @@
+import re
+from pathlib import Path
+
+from tinymnist import models
+
+SEED_NETWORK = Path(__file__).resolve().parents[2] / "shared" / "seed" / "network.txt"
+
+
+def test_seed_has_19712_trainable_parameters():
+    assert models.count_parameters(models.create("seed")) == 19_712
+
+
+def test_seed_prints_like_the_seed_document():
+    ours = re.sub(r", bias=True(?=, track_running_stats)", "", str(models.create("seed")))
+    assert ours.strip() == SEED_NETWORK.read_text().strip()
+
+
+def test_models_return_logits():
+    import torch
+
+    for name in models.MODELS:
+        out = models.create(name).eval()(torch.zeros(3, 1, 28, 28))
+        assert out.shape == (3, 10), name

@@ -1,0 +1,74 @@
+"""Short real-data trainings on a subset: learning, determinism, resume."""
+
+import json
+
+import pytest
+import torch
+
+from helpers import subset
+from tinymnist import checkpoint, training
+from tinymnist.recipes import get, override
+
+SMALL = override(get("seed"), epochs=2, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    return subset(mnist, 4000, 1000)
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+def test_short_training_learns(small, tmp_path):
+    final = training.train(SMALL, small, tmp_path / "run", seed=3, log=quiet)
+    assert final["final"]["test_accuracy"] > 0.90
+    run = tmp_path / "run"
+    assert {"config.json", "metrics.jsonl", "model.pt", "last.pt"} <= {p.name for p in run.iterdir()}
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["recipe"]["epochs"] == 2
+    model, ckpt = checkpoint.load_model(run)
+    assert ckpt["final"]["test_accuracy"] == final["final"]["test_accuracy"]
+
+
+def metrics(final: dict) -> dict:
+    return {k: v for k, v in final["final"].items() if k not in ("seconds", "images_per_second")}
+
+
+def test_same_seed_same_metrics(small, tmp_path):
+    a = training.train(SMALL, small, tmp_path / "a", seed=5, log=quiet)
+    b = training.train(SMALL, small, tmp_path / "b", seed=5, log=quiet)
+    assert metrics(a) == metrics(b)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_resume_after_interruption_matches_uninterrupted(small, tmp_path, monkeypatch):
+    whole = training.train(SMALL, small, tmp_path / "whole", seed=7, log=quiet)
+
+    real_epoch, calls = training.train_epoch, []
+
+    def dies_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # like kill -9 mid-epoch: nothing of epoch 2 is saved
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(SMALL, small, tmp_path / "cut", seed=7, log=quiet)
+    monkeypatch.setattr(training, "train_epoch", real_epoch)
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    recipe, config = training.resume_settings(tmp_path / "cut")
+    resumed = training.train(recipe, small, tmp_path / "cut", seed=config["seed"], resume=True, log=quiet)
+    assert metrics(resumed) == metrics(whole)
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_verdict_uses_the_final_epoch():
+    history = [{"epoch": 1, "test_accuracy": 0.995}, {"epoch": 2, "test_accuracy": 0.993}]
+    lines = training.verdict(19_712, history, "test")
+    assert "[FAIL] final-epoch test accuracy 99.30%" in "\n".join(lines)
+    assert "best epoch, for information only: 1" in lines[-1]
