@@ -75,7 +75,7 @@ def replace_labels(folder, labels: np.ndarray, **kw):
     "damage, message",
     [
         (lambda f: (f / "t10k-labels-idx1-ubyte.gz").unlink(), "lacks t10k-labels-idx1-ubyte"),
-        (lambda f: replace_labels(f, np.zeros(10000, np.uint8), magic=2051 - 2), "wrong magic number"),
+        (lambda f: replace_labels(f, np.zeros(10000, np.uint8), magic=2051), "wrong magic number"),
         (lambda f: replace_labels(f, np.zeros(9000, np.uint8)), "10000 images but"),
         (
             lambda f: (f / "t10k-labels-idx1-ubyte.gz").write_bytes(

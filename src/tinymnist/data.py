@@ -117,18 +117,18 @@ def parse_idx(raw: bytes, source: str, magic: int) -> np.ndarray:
 
 
 def _split(images: Path, labels: Path, verify: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    arrays = []
-    for path, magic in ((images, IMAGES_MAGIC), (labels, LABELS_MAGIC)):
-        raw = read_bytes(path)
-        name = path.name.removesuffix(".gz")
-        if verify and hashlib.sha256(raw).hexdigest() != FILES[name]:
-            raise DataError(f"{path}: checksum mismatch (SHA-256 of the content is not MNIST's {name})")
-        arrays.append(parse_idx(raw, str(path), magic))
-    x, y = arrays
+    """Parse an images/labels pair; structural faults are named before a checksum mismatch."""
+    raws = [read_bytes(images), read_bytes(labels)]
+    x = parse_idx(raws[0], str(images), IMAGES_MAGIC)
+    y = parse_idx(raws[1], str(labels), LABELS_MAGIC)
     if len(x) != len(y):
         raise DataError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
     if y.size and y.max() > 9:
         raise DataError(f"{labels}: label {int(y.max())} out of range 0-9")
+    for path, raw in zip((images, labels), raws, strict=True):
+        name = path.name.removesuffix(".gz")
+        if verify and hashlib.sha256(raw).hexdigest() != FILES[name]:
+            raise DataError(f"{path}: checksum mismatch (SHA-256 of the content is not MNIST's {name})")
     return torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64))
 
 
