@@ -21,3 +21,15 @@ def test_models_return_logits():
     for name in models.MODELS:
         out = models.create(name).eval()(torch.zeros(3, 1, 28, 28))
         assert out.shape == (3, 10), name
+
+
+def test_zoo_models_fit_their_budgets():
+    for name, budget in models.BUDGETS.items():
+        assert models.count_parameters(models.create(name)) <= budget, name
+
+
+def test_every_recipe_names_a_registered_model():
+    from tinymnist.recipes import RECIPES
+
+    assert all(r.model in models.MODELS for r in RECIPES.values())
+    assert set(models.BUDGETS) <= set(RECIPES)

@@ -6,6 +6,7 @@ logits; the loss lives outside the model.
 """
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -57,3 +58,41 @@ class Network(nn.Module):
 @register("seed")
 def seed() -> nn.Module:
     return Network()
+
+
+class TinyNet(nn.Module):
+    """The zoo's design: three stages of two Conv-BN-ReLU layers (3x3, padded), max-pooling
+    down to 14x14 and 7x7 between them, global average pooling and one linear classifier.
+    Downsampling early keeps multiply-accumulates low; BatchNorm right after each convolution
+    can be folded into it for inference.
+    """
+
+    def __init__(self, widths: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        a, b, c, d = widths
+
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *conv(1, a), *conv(a, b), nn.MaxPool2d(2),
+            *conv(b, c), *conv(c, c), nn.MaxPool2d(2),
+            *conv(c, d), *conv(d, d),
+        )  # fmt: skip
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(d, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+# The zoo: one model per parameter budget (the budget is in the name; a test enforces it).
+ZOO = {
+    "tiny20k": (8, 12, 20, 28),
+    "tiny8k": (6, 8, 12, 18),
+    "tiny4k": (4, 6, 8, 12),
+    "tiny1k5": (3, 4, 6, 6),
+}
+BUDGETS = {"seed": 20_000, "tiny20k": 20_000, "tiny8k": 8_000, "tiny4k": 4_000, "tiny1k5": 1_500}
+
+MODELS.update({name: partial(TinyNet, widths) for name, widths in ZOO.items()})
