@@ -1,0 +1,153 @@
+"""Time to 99.40% final-epoch test accuracy: a recipe against the naive baseline, same run.
+
+    python benchmarks/time_to_accuracy.py --recipe seed --seeds 3
+
+For each seed the recipe is trained to its end (final epoch, never the best one); reported are
+wall time, final test accuracy, epochs, training images/s and peak memory, and their median.
+In the same invocation, on the same machine, the naive baseline trains the seed network the
+notebook way — a per-sample Dataset that normalises each item, a DataLoader of batch 128, SGD
+lr 0.01 momentum 0.9, no augmentation — until its epoch's test accuracy first reaches 99.40% or
+20 epochs pass. Results go to results/speed-<recipe>-<device>.json.
+"""
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from tinymnist import data, models, results
+from tinymnist.evaluation import evaluate
+from tinymnist.recipes import get, to_dict
+from tinymnist.training import pick_device, train
+
+
+class NotebookMNIST(Dataset):
+    """MNIST served one normalised image at a time, as tutorials do."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (self.images[i].float() / 255 - data.MEAN) / data.STD
+        return x.unsqueeze(0), self.labels[i]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak, KiB on Linux
+
+
+def baseline(mnist: data.MNIST, device: torch.device, max_epochs: int, log) -> dict:
+    torch.manual_seed(1)
+    model = models.create("seed").to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = DataLoader(NotebookMNIST(mnist.train_images.cpu(), mnist.train_labels.cpu()), batch_size=128, shuffle=True)
+    start, train_seconds, history = time.perf_counter(), 0.0, []
+    for epoch in range(1, max_epochs + 1):
+        model.train()
+        t = time.perf_counter()
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        train_seconds += time.perf_counter() - t
+        acc = evaluate(model, mnist.test_images, mnist.test_labels).accuracy
+        history.append({"epoch": epoch, "test_accuracy": acc, "seconds": time.perf_counter() - t})
+        log(f"baseline epoch {epoch}: test accuracy {acc:.2%} ({history[-1]['seconds']:.0f}s)")
+        if acc >= results.TARGET:
+            break
+    return {
+        "reached_99_40": history[-1]["test_accuracy"] >= results.TARGET,
+        "epochs": len(history),
+        "final_test_accuracy": history[-1]["test_accuracy"],
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "images_per_second": len(history) * len(mnist.train_labels) / train_seconds,
+        "history": history,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", default="seed")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir")
+    p.add_argument("--baseline-epochs", type=int, default=20, help="the baseline's epoch limit (default: 20)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the baseline (its figures are then absent)")
+    p.add_argument("--out", default="results")
+    args = p.parse_args()
+    device = pick_device(args.device)
+    recipe = get(args.recipe)
+    mnist = data.load(args.data_dir).to(device)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(1, args.seeds + 1):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            final = train(recipe, mnist, Path(tmp) / f"seed{seed}", seed=seed, progress=False, log=log)
+            wall = time.perf_counter() - start
+            h = final["history"]
+            runs.append(
+                {
+                    "seed": seed,
+                    "wall_seconds": wall,
+                    "train_seconds": final["train_seconds"],
+                    "final_test_accuracy": h[-1]["test_accuracy"],
+                    "epochs": len(h),
+                    "images_per_second": statistics.median(r["images_per_second"] for r in h),
+                    # the first epoch includes torch.compile's one-time cost, if the recipe compiles
+                    "first_epoch_extra_seconds": h[0]["seconds"] - statistics.median(r["seconds"] for r in h[1:] or h),
+                    "peak_memory_mb": peak_memory_mb(device),
+                }
+            )
+    median = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "seed"}
+    report = {
+        "recipe": args.recipe,
+        "recipe_fields": to_dict(recipe),
+        "parameters": models.count_parameters(models.create(recipe.model)),
+        "command": " ".join(["python", "benchmarks/time_to_accuracy.py", *sys.argv[1:]]),
+        "machine": results.machine(device),
+        "runs": runs,
+        "median": median,
+        "every_seed_reached_99_40": all(r["final_test_accuracy"] >= results.TARGET for r in runs),
+    }
+    if not args.no_baseline:
+        report["baseline"] = b = baseline(mnist, device, args.baseline_epochs, log)
+        report["speedup"] = {
+            "wall_time": b["wall_seconds"] / median["wall_seconds"],
+            "images_per_second": median["images_per_second"] / b["images_per_second"],
+        }
+    out = Path(args.out) / f"speed-{args.recipe}-{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results.write(out, report)
+    log(f"{args.recipe}: median {median['wall_seconds']:.0f}s to final accuracy {median['final_test_accuracy']:.2%}")
+    if "speedup" in report:
+        s = report["speedup"]
+        log(
+            f"baseline: {b['wall_seconds']:.0f}s; speed-up {s['wall_time']:.1f}x in wall time, "
+            f"{s['images_per_second']:.1f}x in images/s"
+        )
+    log(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
