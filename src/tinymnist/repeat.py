@@ -16,7 +16,7 @@ import torch
 
 from tinymnist import data, results
 from tinymnist.errors import TinyMnistError
-from tinymnist.recipes import Recipe, to_dict
+from tinymnist.recipes import Recipe, from_dict, to_dict
 from tinymnist.training import pick_device, train
 
 
@@ -66,7 +66,7 @@ def repeat(
 ) -> dict:
     """Train the seeds that `out` lacks and return the updated results."""
     existing = results.read(out)
-    if existing and existing.get("recipe") != to_dict(recipe):
+    if existing and from_dict(existing.get("recipe") or {}) != recipe:
         raise TinyMnistError(f"{out}: made with a different {recipe_name!r} recipe; move it away to start over")
     done = {r["seed"] for r in existing["runs"]} if existing else set()
     todo = [s for s in range(1, seeds + 1) if s not in done]

@@ -47,7 +47,11 @@ def pick_device(name: str = "auto") -> torch.device:
 def make_optimizer(model: nn.Module, recipe: Recipe, steps: int):
     if recipe.optimizer == "sgd":
         opt = torch.optim.SGD(
-            model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=True, weight_decay=recipe.weight_decay
+            model.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
         )
     elif recipe.optimizer == "adamw":
         opt = torch.optim.AdamW(
