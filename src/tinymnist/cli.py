@@ -88,6 +88,14 @@ def cmd_repeat(args: argparse.Namespace) -> None:
     print(f"results: {out}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from tinymnist import serve
+    except ModuleNotFoundError as e:
+        raise TinyMnistError(f"serve needs {e.name}, which is not installed: pip install 'tinymnist[serve]'") from None
+    serve.serve(args.run, args.host, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinymnist", description="Tiny CNNs on MNIST, trained fast and honestly.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or checkpoint file")
     add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("repeat", help="train a recipe with seeds 1..N; final-epoch accuracy per seed and over seeds")
     p.add_argument("--recipe", default="seed", help=f"one of: {', '.join(recipes.RECIPES)} (default: seed)")
     p.add_argument("--seeds", type=int, default=5, help="train seeds 1..N (default: 5)")
@@ -122,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs/repeat", help="folder of the per-seed run folders (default: runs/repeat)")
     add_data_args(p)
     p.set_defaults(func=cmd_repeat)
+
+    p = sub.add_parser("serve", help="a digit-recognition HTTP API and draw-a-digit page for a trained model")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
