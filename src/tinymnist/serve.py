@@ -7,8 +7,8 @@ The page (`GET /`) is plain HTML/CSS/JS from `tinymnist/static`, with nothing fe
 """
 
 import socket
-from typing import Annotated
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import uvicorn
