@@ -2,6 +2,8 @@
 
     python benchmarks/load_serve.py [CHECKPOINT] [--clients 8] [--requests 3000] [--max-seconds 100]
 
+Run from the repository root (CHECKPOINT defaults to the test fixture, tests/fixtures/seed-2epochs.pt).
+
 Starts the server itself (`tinymnist serve CHECKPOINT --port 0`, loopback only), sends a
 bounded number of requests for at most a bounded time, stops the server, and writes
 results/serve_load.json: requests/s, p50/p90/p99 latency, status counts, wrong digits, the
@@ -12,6 +14,7 @@ server share the machine's cores. Exits 1 on any 5xx, connection error or wrong 
 import argparse
 import io
 import itertools
+import os
 import statistics
 import subprocess
 import sys
@@ -116,13 +119,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", nargs="?", default=str(ROOT / "tests/fixtures/seed-2epochs.pt"))
+    parser.add_argument("checkpoint", nargs="?", default="tests/fixtures/seed-2epochs.pt")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default: 8)")
     parser.add_argument("--requests", type=int, default=3000, help="requests in all (default: 3000)")
     parser.add_argument("--max-seconds", type=float, default=100, help="stop sending after this long (default: 100)")
-    parser.add_argument("--out", default=str(ROOT / "results/serve_load.json"))
+    parser.add_argument("--out", default="results/serve_load.json")
     args = parser.parse_args()
 
+    load_before = round(os.getloadavg()[0], 2)  # other work on the machine slows the figures down
     server, url = start_server(args.checkpoint)
     try:
         httpx2.get(f"{url}health", timeout=30).raise_for_status()
@@ -163,7 +167,8 @@ def main() -> int:
         "server_memory_before": memory_before,
         "server_memory_after": memory_after,
         "machine": machine("cpu"),
-        "note": "client threads and the server share the machine's cores",
+        "load_average_1min_before": load_before,
+        "note": "client threads and the server share the machine's cores, with whatever else was running",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_json(Path(args.out), result)
