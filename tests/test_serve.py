@@ -5,6 +5,7 @@ page and the OpenAPI docs, and the serve command's one-line errors.
 
 import io
 import socket
+import sys
 from tempfile import SpooledTemporaryFile
 
 import numpy as np
@@ -173,3 +174,13 @@ def test_serve_refuses_a_busy_port(trained_checkpoint, capsys):
         port = busy.getsockname()[1]
         assert cli.main(["serve", str(trained_checkpoint), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serve_without_the_extra_says_what_to_install(trained_checkpoint, monkeypatch, capsys):
+    import tinymnist
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "tinymnist.serve")
+    monkeypatch.delattr(tinymnist, "serve")
+    assert cli.main(["serve", str(trained_checkpoint)]) == 2
+    assert "pip install 'tinymnist[serve]'" in capsys.readouterr().err
