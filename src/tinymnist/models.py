@@ -88,10 +88,10 @@ class TinyNet(nn.Module):
 
 # The zoo: one model per parameter budget (the budget is in the name; a test enforces it).
 ZOO = {
-    "tiny20k": (8, 12, 20, 28),
-    "tiny8k": (6, 8, 12, 18),
-    "tiny4k": (4, 6, 8, 12),
-    "tiny1k5": (3, 4, 6, 6),
+    "tiny20k": (10, 10, 20, 28),
+    "tiny8k": (8, 8, 12, 17),
+    "tiny4k": (6, 6, 8, 12),
+    "tiny1k5": (4, 4, 5, 6),
 }
 BUDGETS = {"seed": 20_000, "tiny20k": 20_000, "tiny8k": 8_000, "tiny4k": 4_000, "tiny1k5": 1_500}
 
