@@ -41,6 +41,51 @@ def accuracy_table(files: list[Path]) -> str:
     return "\n".join(rows)
 
 
+def speed_table(files: list[Path]) -> str:
+    rows = [
+        "| recipe | parameters | seeds | median wall time to final epoch "
+        "| final test accuracy (median; all seeds ≥ 99.40%?) "
+        "| epochs | train images/s | naive baseline: time, epochs, accuracy, images/s | speed-up (time, images/s) "
+        "| machine | command |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+    ]
+    for path in files:
+        r = json.loads(path.read_text())
+        m, b, s = r["median"], r.get("baseline"), r.get("speedup")
+        base = "—"
+        if b:
+            reached = "reached 99.40%" if b["reached_99_40"] else "never reached 99.40%"
+            base = (
+                f"{b['wall_seconds']:.0f} s, {b['epochs']} epochs ({reached}), {b['final_test_accuracy']:.2%}, "
+                f"{b['images_per_second']:.0f}/s"
+            )
+        speedup = f"{s['wall_time']:.1f}x, {s['images_per_second']:.1f}x" if s else "—"
+        rows.append(
+            f"| `{r['recipe']}` | {r['parameters']:,} | {len(r['runs'])} | {m['wall_seconds']:.0f} s "
+            f"| {m['final_test_accuracy']:.2%} ({'yes' if r['every_seed_reached_99_40'] else 'no'}) "
+            f"| {m['epochs']:.0f} | {m['images_per_second']:.0f} | {base} | {speedup} "
+            f"| {machine_line(r['machine'])} | `{r['command']}` |"
+        )
+    return "\n".join(rows)
+
+
+def serve_table(path: Path) -> str:
+    r = json.loads(path.read_text())
+    lat, before, after = r["latency_ms"], r["server_memory_before"], r["server_memory_after"]
+    return "\n".join(
+        [
+            "| requests | of them bad | clients | requests/s | p50 | p99 | 5xx or connection errors | wrong digits "
+            "| server memory before → after | machine | command |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+            f"| {r['requests']:,} | {r['bad_requests']:,} | {r['clients']} | {r['requests_per_second']:.0f} "
+            f"| {lat['p50']:.0f} ms | {lat['p99']:.0f} ms | {r['server_errors_5xx_or_connection']} "
+            f"| {len(r['wrong_answers'])} | {before['rss_kib'] / 1024:.0f} → {after['rss_kib'] / 1024:.0f} MiB "
+            f"| {machine_line(r['machine'])}, load average {r['load_average_1min_before']:.1f} before "
+            f"| `{r['command']}` |",
+        ]
+    )
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -50,11 +95,14 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 def main() -> None:
     readme = ROOT / "README.md"
-    files = sorted((ROOT / "results").glob("*.json"))
-    accuracy = [p for p in files if "runs" in json.loads(p.read_text())]
+    folder = ROOT / "results"
+    speed = sorted(folder.glob("speed-*.json"))
+    accuracy = [p for p in sorted(folder.glob("*.json")) if p not in speed and "summary" in json.loads(p.read_text())]
     text = replace_block(readme.read_text(), "accuracy", accuracy_table(accuracy))
+    text = replace_block(text, "speed", speed_table(speed))
+    text = replace_block(text, "serve", serve_table(folder / "serve_load.json"))
     readme.write_text(text)
-    print(f"README.md: accuracy table from {len(accuracy)} results files")
+    print(f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed and 1 serve results files")
 
 
 if __name__ == "__main__":
