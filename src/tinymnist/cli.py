@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tinymnist import checkpoint, data, recipes
+from tinymnist import checkpoint, data, plots, recipes
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
 from tinymnist.repeat import repeat
@@ -61,6 +61,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(recipe, mnist, out, seed=1 if args.seed is None else args.seed, split=split)
 
 
+def plots_dir(run: str) -> Path:
+    """The run folder of a run folder or checkpoint file: where evaluate's plots go by default."""
+    path = Path(run)
+    return path if path.is_dir() else path.parent
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     model, ckpt = checkpoint.load_model(args.run, device)
@@ -71,6 +77,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print("per-class accuracy:")
     for digit, acc in enumerate(result.per_class):
         print(f"  {digit}: {acc:.2%}")
+    out = Path(args.out) if args.out else plots_dir(args.run)
+    out.mkdir(parents=True, exist_ok=True)
+    plots.confusion_matrix(mnist.test_labels, result.predictions, out / "confusion.png")
+    shown = plots.mistakes(mnist.test_images, mnist.test_labels.cpu(), result.probabilities, out / "mistakes.png")
+    print(f"wrote {out / 'confusion.png'} and {out / 'mistakes.png'} ({shown} most confident mistakes)")
 
 
 def cmd_repeat(args: argparse.Namespace) -> None:
@@ -120,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test loss, accuracy and per-class accuracy of a trained model")
     p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("--out", help="folder for confusion.png and mistakes.png (default: the run folder)")
     add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
