@@ -47,8 +47,15 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, path: Path
         for pred in range(10):
             if counts[true, pred]:
                 light = np.log1p(counts[true, pred]) > 0.6 * np.log1p(counts.max())
-                ax.text(pred, true, str(counts[true, pred]), ha="center", va="center", fontsize=8,
-                        color="white" if light else "black")  # fmt: skip
+                ax.text(
+                    pred,
+                    true,
+                    str(counts[true, pred]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if light else "black",
+                )
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
     ax.set_xlabel("predicted")
@@ -60,8 +67,9 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, path: Path
     return counts
 
 
-def mistakes(images: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor, path: Path,
-             limit: int = 64) -> int:  # fmt: skip
+def mistakes(
+    images: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor, path: Path, limit: int = 64
+) -> int:
     """A grid of the misclassified images, most confident mistakes first; returns how many are shown."""
     confidence, predicted = probabilities.max(1)
     wrong = (predicted != labels).nonzero().flatten()

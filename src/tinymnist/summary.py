@@ -85,8 +85,17 @@ def summarize(model: nn.Module) -> Summary:
             kernel, stride = kernel_stride
             field, jump = field + (kernel - 1) * jump, jump * stride
         side = out_side
-        layers.append(Layer(names[id(info.module)], info.class_name, tuple(info.output_size),
-                            info.trainable_params, field, jump, info.macs))  # fmt: skip
+        layers.append(
+            Layer(
+                names[id(info.module)],
+                info.class_name,
+                tuple(info.output_size),
+                info.trainable_params,
+                field,
+                jump,
+                info.macs,
+            )
+        )
     outputs = sum(math.prod(layer.output_shape) for layer in layers)
     return Summary(
         layers=layers,
@@ -103,8 +112,10 @@ def format_summary(name: str, summary: Summary) -> str:
     header = f"{'layer':<20} {'type':<12} {'output shape':<18} {'params':>8} {'RF':>4} {'jump':>4} {'MACs':>11}"
     lines = [f"model {name!r}, input {list(INPUT_SIZE)}", header, "-" * len(header)]
     for layer in summary.layers:
-        lines.append(f"{layer.name:<20} {layer.kind:<12} {str(list(layer.output_shape)):<18} {layer.parameters:>8,} "
-                     f"{layer.receptive_field:>4} {layer.jump:>4} {layer.macs:>11,}")  # fmt: skip
+        lines.append(
+            f"{layer.name:<20} {layer.kind:<12} {str(list(layer.output_shape)):<18} {layer.parameters:>8,} "
+            f"{layer.receptive_field:>4} {layer.jump:>4} {layer.macs:>11,}"
+        )
     final = summary.layers[-1]
     lines += [
         "-" * len(header),
