@@ -19,7 +19,7 @@ def test_training_writes_curves_after_each_epoch(mnist, tmp_path, monkeypatch):
     real = plots.training_curves
     monkeypatch.setattr(plots, "training_curves", lambda h, s, p: (drawn.append(len(h)), real(h, s, p)))
     recipe = override(get("seed"), epochs=2, batch_size=100)
-    training.train(recipe, subset(mnist, 500, 200), tmp_path / "run", log=lambda line: None)
+    training.train(recipe, subset(mnist, 200, 100), tmp_path / "run", log=lambda line: None)
     assert drawn == [1, 2]
     assert is_png(tmp_path / "run" / "curves.png")
 

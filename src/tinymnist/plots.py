@@ -73,6 +73,7 @@ def mistakes(
     """A grid of the misclassified images, most confident mistakes first; returns how many are shown."""
     confidence, predicted = probabilities.max(1)
     wrong = (predicted != labels).nonzero().flatten()
+    total = len(wrong)
     wrong = wrong[confidence[wrong].argsort(descending=True)][:limit]
     cols = 8
     rows = max(1, -(-len(wrong) // cols))
@@ -83,6 +84,10 @@ def mistakes(
     for ax, i in zip(axes, wrong.tolist(), strict=False):
         ax.imshow(images[i].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
         ax.set_title(f"true {labels[i]} pred {predicted[i]}\n{confidence[i]:.0%}", fontsize=8)
-    fig.suptitle(f"{len(wrong)} most confident mistakes" if len(wrong) else "no mistakes")
+    fig.suptitle(
+        f"the {len(wrong)} most confident of {total} mistakes (true label, predicted, probability)"
+        if total
+        else "no mistakes"
+    )
     save(fig, path)
     return len(wrong)
