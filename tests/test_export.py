@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tinymnist import checkpoint, export, fold
+from tinymnist import checkpoint, export, fold, models
 from tinymnist.cli import main
 from tinymnist.data import normalize
 
@@ -84,3 +84,13 @@ def test_cli_export(trained_checkpoint, mnist_dir, tmp_path, capsys):
     assert "is the checkpoint being exported" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope"), "--format", "onnx"]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_folding_every_registered_model(name):
+    model = randomize_batchnorms(models.create(name))
+    folded = fold.fold_batchnorm(model)
+    assert fold.count_batchnorms(folded) < fold.count_batchnorms(model)
+    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (model(x) - folded(x)).abs().max() < 1e-4
