@@ -5,12 +5,13 @@ TinyMnistError, which `main` prints as one line (`tinymnist: error: ...`) with e
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
 
-from tinymnist import checkpoint, data, recipes
+from tinymnist import checkpoint, data, plots, recipes
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
 from tinymnist.repeat import repeat
@@ -61,6 +62,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(recipe, mnist, out, seed=1 if args.seed is None else args.seed, split=split)
 
 
+def plots_dir(run: str) -> Path:
+    """The run folder of a run folder or checkpoint file: where evaluate's plots go by default."""
+    path = Path(run)
+    return path if path.is_dir() else path.parent
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     model, ckpt = checkpoint.load_model(args.run, device)
@@ -71,6 +78,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print("per-class accuracy:")
     for digit, acc in enumerate(result.per_class):
         print(f"  {digit}: {acc:.2%}")
+    out = Path(args.out) if args.out else plots_dir(args.run)
+    out.mkdir(parents=True, exist_ok=True)
+    plots.confusion_matrix(mnist.test_labels, result.predictions, out / "confusion.png")
+    shown = plots.mistakes(mnist.test_images, mnist.test_labels.cpu(), result.probabilities, out / "mistakes.png")
+    print(f"wrote {out / 'confusion.png'} and {out / 'mistakes.png'} ({shown} most confident mistakes)")
 
 
 def cmd_repeat(args: argparse.Namespace) -> None:
@@ -94,6 +106,61 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except ModuleNotFoundError as e:
         raise TinyMnistError(f"serve needs {e.name}, which is not installed: pip install 'tinymnist[serve]'") from None
     serve.serve(args.run, args.host, args.port)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from tinymnist import models, summary
+
+    if args.model not in models.MODELS:
+        raise TinyMnistError(f"--model {args.model!r}: unknown model; choose from: {', '.join(models.MODELS)}")
+    print(summary.format_summary(args.model, summary.summarize(models.create(args.model))))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from tinymnist import summary
+
+    print(summary.format_listing())
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from tinymnist import images, predict
+
+    if not 1 <= args.top <= 10:
+        raise TinyMnistError(f"--top {args.top}: must be between 1 and 10")
+    model, _ = checkpoint.load_model(args.run)
+    files = images.image_files(args.images)
+    if not files:
+        raise TinyMnistError(f"{' '.join(args.images)}: no image files found ({', '.join(sorted(images.SUFFIXES))})")
+    results = predict.predict_files(model, files, args.top)
+    for file, r in zip(files, results, strict=True):
+        if isinstance(r, images.ImageError) and args.json:
+            print(json.dumps({"file": str(file), "error": str(r)}))
+        elif isinstance(r, images.ImageError):
+            print(f"tinymnist: error: {r}", file=sys.stderr)
+        elif args.json:
+            print(json.dumps(r.to_json()))
+        else:
+            print(f"{r.file}: " + "  ".join(f"{d} ({p:.1%})" for d, p in r.top))
+    failed = sum(isinstance(r, images.ImageError) for r in results)
+    if failed:
+        raise TinyMnistError(f"{failed} of {len(results)} files could not be predicted")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from tinymnist import export
+
+    model, ckpt = checkpoint.load_model(args.run)
+    source = checkpoint.resolve(args.run)
+    out = Path(args.out) if args.out else source.with_suffix(export.FORMATS[args.format])
+    if out.resolve() == source.resolve():
+        raise TinyMnistError(f"--out {out}: is the checkpoint being exported; choose another file")
+    mnist = data.load(args.data_dir, download=not args.no_download)
+    parity = export.export(model, args.format, out, mnist.test_images[: export.CHECK_IMAGES], args.fold_bn)
+    print(f"wrote {out} ({args.format}, {ckpt['model']}{', BatchNorm folded' if args.fold_bn else ''})")
+    print(
+        f"checked on {parity.images} test images: max abs difference of logits {parity.max_abs_diff:.2e} "
+        f"(< {export.TOLERANCE:g}), identical predictions"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test loss, accuracy and per-class accuracy of a trained model")
     p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("--out", help="folder for confusion.png and mistakes.png (default: the run folder)")
     add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -137,6 +205,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("summary", help="layer table: shapes, parameters, receptive field, MACs, memory")
+    p.add_argument("--model", default="seed", help="a registered model (default: seed); see `tinymnist models`")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("models", help="list the registered models and recipes")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, BMP, ...)")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders to walk for them")
+    p.add_argument("--top", type=int, default=1, help="show the K most probable digits (default: 1)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file: digit, probability, top; or error")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export to ONNX or TorchScript, checked against PyTorch on test images")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", help="file to write (default: the checkpoint's name with .onnx or .torchscript.pt)")
+    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into neighbouring convolutions first")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files, for the check (default: $TINYMNIST_DATA)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

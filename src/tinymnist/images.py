@@ -37,6 +37,8 @@ def decode(data: bytes, name: str = "image") -> Image.Image:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (PNG, JPEG or BMP expected)") from None
+    except Image.DecompressionBombError:  # PIL's own limit, far above ours, is checked on open
+        raise ImageError(f"{name}: over the {MAX_PIXELS:,}-pixel limit") from None
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ImageError(f"{name}: {w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit")

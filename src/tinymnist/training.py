@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 import tinymnist
-from tinymnist import checkpoint, models
+from tinymnist import checkpoint, models, plots
 from tinymnist.augment import random_affine
 from tinymnist.data import MNIST, normalize
 from tinymnist.errors import TinyMnistError
@@ -215,6 +215,7 @@ def train(
         checkpoint.atomic_write(
             out / "metrics.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
         )
+        plots.training_curves(history, split, out / "curves.png")
 
     final = {
         "model": recipe.model,

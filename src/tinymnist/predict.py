@@ -1,0 +1,60 @@
+"""Predict digits in real image files with a trained model.
+
+Each file goes through `tinymnist.images` (the MNIST-style preprocessing shared with
+`serve`); the files that could not be read are reported one by one and the rest are
+predicted in one batch.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tinymnist import images
+from tinymnist.evaluation import logits_of
+
+
+@dataclass
+class Prediction:
+    file: str
+    top: list[tuple[int, float]]  # (digit, probability), most probable first
+
+    @property
+    def digit(self) -> int:
+        return self.top[0][0]
+
+    @property
+    def probability(self) -> float:
+        return self.top[0][1]
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file,
+            "digit": self.digit,
+            "probability": round(self.probability, 6),
+            "top": [{"digit": d, "probability": round(p, 6)} for d, p in self.top],
+        }
+
+
+def probabilities(model: nn.Module, digits: torch.Tensor) -> torch.Tensor:
+    """(N, 10) class probabilities of uint8 (N, 28, 28) MNIST-style digits."""
+    return logits_of(model, digits).softmax(1)
+
+
+def predict_files(model: nn.Module, files: list[Path], top: int = 1) -> list[Prediction | images.ImageError]:
+    """A prediction, or the error that stopped it, for each file, in order."""
+    results: list[Prediction | images.ImageError | None] = []
+    read, digits = [], []
+    for i, path in enumerate(files):
+        try:
+            digits.append(images.to_mnist(images.read(path), str(path)))
+            read.append(i)
+            results.append(None)  # filled in below, once the batch is predicted
+        except images.ImageError as e:
+            results.append(e)
+    if digits:
+        values, indices = probabilities(model, torch.stack(digits)).topk(top, dim=1)
+        for i, v, d in zip(read, values.tolist(), indices.tolist(), strict=True):
+            results[i] = Prediction(str(files[i]), list(zip(d, v, strict=True)))
+    return results
