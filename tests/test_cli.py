@@ -62,7 +62,18 @@ def test_resume_refuses_other_options(capsys, tmp_path):
     fails(["train", "--resume", str(tmp_path), "--epochs", "3"], capsys, "--resume continues a run")
 
 
-def test_evaluate_prints_accuracy(capsys, trained_checkpoint, mnist_dir):
-    assert main(["evaluate", str(trained_checkpoint), "--data-dir", str(mnist_dir), "--device", "cpu"]) == 0
+def test_evaluate_prints_accuracy(capsys, trained_checkpoint, mnist_dir, tmp_path):
+    argv = [
+        "evaluate",
+        str(trained_checkpoint),
+        "--data-dir",
+        str(mnist_dir),
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    assert (tmp_path / "confusion.png").is_file() and (tmp_path / "mistakes.png").is_file()
     out = capsys.readouterr().out
     assert "accuracy 9" in out and "per-class accuracy" in out
