@@ -1,5 +1,7 @@
 """The layer table: the seed's totals, its receptive field checked by hand and by gradients."""
 
+import json
+
 import torch
 from torch import nn
 
@@ -67,3 +69,13 @@ def test_summary_and_models_commands(capsys):
     assert "seed" in out and "19,712" in out and "recipe" in out
     assert main(["summary", "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_models_lists_budgets_and_measured_accuracy(capsys, tmp_path):
+    summary = {"seeds": 5, "mean": 0.9951, "std": 0.0004, "min": 0.9945, "max": 0.9956, "at_least_99_40": 5}
+    (tmp_path / "tiny8k.json").write_text(json.dumps({"runs": [], "summary": summary}))
+    assert main(["models", "--results", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:2] == ["tiny8k", "8,000"] for line in lines)
+    assert any(line.startswith("tiny8k ") and "99.51% ± 0.04% (5 seeds)" in line for line in lines)
+    assert any(line.startswith("tiny4k ") and "not measured" in line for line in lines)

@@ -119,7 +119,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_models(args: argparse.Namespace) -> None:
     from tinymnist import summary
 
-    print(summary.format_listing())
+    print(summary.format_listing(Path(args.results)))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="seed", help="a registered model (default: seed); see `tinymnist models`")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("models", help="list the registered models and recipes")
+    p = sub.add_parser("models", help="list the registered models and recipes, with measured accuracy")
+    p.add_argument("--results", default="results", help="folder of `repeat` results files (default: results)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, BMP, ...)")

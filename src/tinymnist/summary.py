@@ -9,11 +9,12 @@ the parameters, all float32, in MiB.
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torchinfo
 from torch import nn
 
-from tinymnist import models, recipes
+from tinymnist import models, recipes, results
 
 INPUT_SIZE = (1, 1, 28, 28)  # one MNIST image
 FLOAT_BYTES = 4
@@ -131,14 +132,25 @@ def format_summary(name: str, summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def format_listing() -> str:
-    """The registered models (parameters, MACs) and the recipes (model, epochs, optimizer)."""
-    lines = [f"{'model':<16} {'params':>8} {'MACs':>11}  receptive field"]
+def measured(results_dir: Path, recipe: str) -> str:
+    """The recipe's final-epoch test accuracy over seeds, from its results file, if there is one."""
+    found = results.read(results_dir / f"{recipe}.json")
+    s = found.get("summary") if found else None
+    return f"{s['mean']:.2%} ± {s['std']:.2%} ({s['seeds']} seeds)" if s else "not measured"
+
+
+def format_listing(results_dir: Path = Path("results")) -> str:
+    """The registered models (budget, parameters, MACs) and the recipes with their measured accuracy."""
+    lines = [f"{'model':<16} {'budget':>8} {'params':>8} {'MACs':>11}  receptive field"]
     for name in models.MODELS:
         s = summarize(models.create(name))
         rf = s.layers[-1].receptive_field
-        lines.append(f"{name:<16} {s.trainable:>8,} {s.macs:>11,}  {rf}x{rf}")
-    lines += ["", f"{'recipe':<16} {'model':<16} {'epochs':>6}  optimizer  lr"]
+        budget = f"{models.BUDGETS[name]:,}" if name in models.BUDGETS else "-"
+        lines.append(f"{name:<16} {budget:>8} {s.trainable:>8,} {s.macs:>11,}  {rf}x{rf}")
+    lines += ["", f"{'recipe':<16} {'model':<16} {'epochs':>6}  {'optimizer':<9}  {'lr':<16}  final test accuracy"]
     for name, r in recipes.RECIPES.items():
-        lines.append(f"{name:<16} {r.model:<16} {r.epochs:>6}  {r.optimizer:<9}  {r.lr:g} ({r.schedule})")
+        lr = f"{r.lr:g} ({r.schedule})"
+        lines.append(
+            f"{name:<16} {r.model:<16} {r.epochs:>6}  {r.optimizer:<9}  {lr:<16}  {measured(results_dir, name)}"
+        )
     return "\n".join(lines)
