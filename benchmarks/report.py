@@ -1,6 +1,6 @@
-"""Regenerate the README's results tables from the JSON files in results/.
+"""Regenerate the README's results tables and the Pareto plot from the JSON files in results/.
 
-    python benchmarks/readme_tables.py            # rewrites the marked blocks of README.md
+    python benchmarks/report.py     # rewrites the marked blocks of README.md and docs/pareto.png
 
 Every figure in the tables comes from a results file that `tinymnist repeat` (or another
 benchmark in this folder) wrote from a real run; nothing is typed in by hand.
@@ -86,6 +86,41 @@ def serve_table(path: Path) -> str:
     )
 
 
+def pareto_plot(files: list[Path], out: Path) -> None:
+    """Final-epoch test accuracy (mean ± std over seeds) against parameters and against MACs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinymnist import models, summary
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for path in files:
+        r = json.loads(path.read_text())
+        s = summary.summarize(models.create(r["recipe"]["model"]))
+        mean, std = 100 * r["summary"]["mean"], 100 * r["summary"]["std"]
+        for ax, x in zip(axes, (s.trainable, s.macs), strict=True):
+            ax.errorbar(x, mean, yerr=std, fmt="o", capsize=4)
+            ax.annotate(
+                f"{r['name']} ({r['summary']['seeds']} seeds)",
+                (x, mean),
+                textcoords="offset points",
+                xytext=(6, -12),
+                fontsize=8,
+            )
+    for ax, label in zip(axes, ("trainable parameters", "multiply-accumulates per image"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.axhline(99.4, color="grey", linestyle="--", linewidth=1)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("final-epoch test accuracy (%), mean ± std")
+    fig.suptitle("tinymnist: what a parameter budget buys on MNIST (dashed: 99.40%)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -102,6 +137,7 @@ def main() -> None:
     text = replace_block(text, "speed", speed_table(speed))
     text = replace_block(text, "serve", serve_table(folder / "serve_load.json"))
     readme.write_text(text)
+    pareto_plot(accuracy, ROOT / "docs" / "pareto.png")
     print(f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed and 1 serve results files")
 
 
