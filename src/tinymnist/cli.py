@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tinymnist import checkpoint, data, plots, recipes
+from tinymnist import checkpoint, data, models, plots, recipes
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
 from tinymnist.repeat import repeat
@@ -22,6 +22,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $TINYMNIST_DATA, then the cache)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+
+
+def check_model(name: str) -> None:
+    if name not in models.MODELS:
+        raise TinyMnistError(f"--model {name!r}: unknown model; choose from: {', '.join(models.MODELS)}")
 
 
 def load_data(args: argparse.Namespace, device: torch.device) -> data.MNIST:
@@ -43,10 +48,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         train(recipe, mnist, out, seed=config["seed"], split=config.get("split", "test"), resume=True)
         return
     recipe = recipes.override(recipes.get(args.recipe or "seed"), **overrides)
-    from tinymnist import models
-
-    if recipe.model not in models.MODELS:
-        raise TinyMnistError(f"--model {recipe.model!r}: unknown model; choose from: {', '.join(models.MODELS)}")
+    check_model(recipe.model)
     for name in ("epochs", "batch_size"):
         if getattr(recipe, name) < 1:
             raise TinyMnistError(f"--{name.replace('_', '-')} {getattr(recipe, name)}: must be at least 1")
@@ -90,6 +92,7 @@ def cmd_repeat(args: argparse.Namespace) -> None:
         raise TinyMnistError("--seeds and --jobs must be at least 1")
     recipe = recipes.get(args.recipe)
     out = Path(args.out) / f"{args.recipe}.json"
+    load_data(args, torch.device("cpu"))  # check (or download) MNIST once, before any seed starts
     state = repeat(args.recipe, recipe, args.seeds, out, Path(args.runs), args.data_dir, args.device, args.jobs)
     s = state.get("summary")
     if s:
@@ -109,10 +112,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from tinymnist import models, summary
+    from tinymnist import summary
 
-    if args.model not in models.MODELS:
-        raise TinyMnistError(f"--model {args.model!r}: unknown model; choose from: {', '.join(models.MODELS)}")
+    check_model(args.model)
     print(summary.format_summary(args.model, summary.summarize(models.create(args.model))))
 
 
