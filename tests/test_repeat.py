@@ -25,7 +25,7 @@ def test_two_seeds_then_a_rerun_trains_nothing(small_data, tmp_path, monkeypatch
     saved = json.loads(out.read_text())
     assert [r["seed"] for r in saved["runs"]] == [1, 2] == [r["seed"] for r in state["runs"]]
     assert saved["summary"]["seeds"] == 2 and saved["machine"]["cores"] >= 1
-    assert saved["runs"][0]["test_accuracy"] != saved["runs"][1]["test_accuracy"]  # different seeds differ
+    assert saved["runs"][0]["test_loss"] != saved["runs"][1]["test_loss"]  # different seeds differ
 
     monkeypatch.setattr(repeat_module, "train_seed", lambda *a: pytest.fail("trained again"))
     again = repeat_module.repeat("tiny", TINY, 2, out, runs, log=lambda s: None)
