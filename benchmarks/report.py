@@ -69,6 +69,23 @@ def speed_table(files: list[Path]) -> str:
     return "\n".join(rows)
 
 
+def engine_table(files: list[Path]) -> str:
+    rows = [
+        "| model | threads | batch | memory format | torch.compile | training images/s | first step |",
+        "|---|---:|---:|---|---|---:|---:|",
+    ]
+    for path in files:
+        r = json.loads(path.read_text())
+        for x in r["runs"]:
+            fmt = "channels_last" if x["channels_last"] else "contiguous"
+            rows.append(
+                f"| `{r['model']}` | {x['threads']} | {x['batch_size']} | {fmt} | {'yes' if x['compile'] else 'no'} "
+                f"| {x['images_per_second']:.0f} | {x['first_step_seconds']:.2f} s |"
+            )
+        rows.append(f"\n{machine_line(r['machine'])}; `{r['command']}`")
+    return "\n".join(rows)
+
+
 def serve_table(path: Path) -> str:
     r = json.loads(path.read_text())
     lat, before, after = r["latency_ms"], r["server_memory_before"], r["server_memory_after"]
@@ -132,13 +149,17 @@ def main() -> None:
     readme = ROOT / "README.md"
     folder = ROOT / "results"
     speed = sorted(folder.glob("speed-*.json"))
-    accuracy = [p for p in sorted(folder.glob("*.json")) if p not in speed and "summary" in json.loads(p.read_text())]
+    engine = sorted(folder.glob("engine-*.json"))
+    accuracy = [p for p in sorted(folder.glob("*.json")) if "summary" in json.loads(p.read_text())]
     text = replace_block(readme.read_text(), "accuracy", accuracy_table(accuracy))
     text = replace_block(text, "speed", speed_table(speed))
+    text = replace_block(text, "engine", engine_table(engine))
     text = replace_block(text, "serve", serve_table(folder / "serve_load.json"))
     readme.write_text(text)
     pareto_plot(accuracy, ROOT / "docs" / "pareto.png")
-    print(f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed and 1 serve results files")
+    print(
+        f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed, {len(engine)} engine and 1 serve results files"
+    )
 
 
 if __name__ == "__main__":
