@@ -158,7 +158,8 @@ def main() -> None:
     readme.write_text(text)
     pareto_plot(accuracy, ROOT / "docs" / "pareto.png")
     print(
-        f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed, {len(engine)} engine and 1 serve results files"
+        f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed, {len(engine)} engine "
+        "and 1 serve results files"
     )
 
 
