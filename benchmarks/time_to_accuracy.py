@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tinymnist import data, models, results
 from tinymnist.evaluation import evaluate
-from tinymnist.recipes import get, to_dict
+from tinymnist.recipes import get, override, to_dict
 from tinymnist.training import pick_device, train
 
 
@@ -86,12 +86,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick check of the script)")
     p.add_argument("--baseline-epochs", type=int, default=20, help="the baseline's epoch limit (default: 20)")
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline (its figures are then absent)")
     p.add_argument("--out", default="results")
     args = p.parse_args()
     device = pick_device(args.device)
-    recipe = get(args.recipe)
+    recipe = override(get(args.recipe), epochs=args.epochs)
     mnist = data.load(args.data_dir).to(device)
 
     def log(line: str) -> None:
