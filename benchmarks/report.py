@@ -59,7 +59,12 @@ def speed_table(files: list[Path]) -> str:
                 f"{b['wall_seconds']:.0f} s, {b['epochs']} epochs ({reached}), {b['final_test_accuracy']:.2%}, "
                 f"{b['images_per_second']:.0f}/s"
             )
-        speedup = f"{s['wall_time']:.1f}x, {s['images_per_second']:.1f}x" if s else "—"
+        speedup = "—"
+        if s:
+            speedup = (
+                f"{s['wall_time']:.1f}x, {s['images_per_second']:.1f}x "
+                f"(seed network: {s['seed_network_images_per_second']:.1f}x)"
+            )
         rows.append(
             f"| `{r['recipe']}` | {r['parameters']:,} | {len(r['runs'])} | {m['wall_seconds']:.0f} s "
             f"| {m['final_test_accuracy']:.2%} ({'yes' if r['every_seed_reached_99_40'] else 'no'}) "
