@@ -91,6 +91,18 @@ def engine_table(files: list[Path]) -> str:
     return "\n".join(rows)
 
 
+def validation_table(files: list[Path]) -> str:
+    rows = ["| run | model | epochs | final validation accuracy | command |", "|---|---|---:|---:|---|"]
+    for path in files:
+        r = json.loads(path.read_text())
+        recipe = r["config"]["recipe"]
+        rows.append(
+            f"| {path.stem} | `{recipe['model']}` | {recipe['epochs']} | {r['final_val_accuracy']:.2%} "
+            f"| `{r['command']}` |"
+        )
+    return "\n".join(rows)
+
+
 def serve_table(path: Path) -> str:
     r = json.loads(path.read_text())
     lat, before, after = r["latency_ms"], r["server_memory_before"], r["server_memory_after"]
@@ -159,6 +171,7 @@ def main() -> None:
     text = replace_block(readme.read_text(), "accuracy", accuracy_table(accuracy))
     text = replace_block(text, "speed", speed_table(speed))
     text = replace_block(text, "engine", engine_table(engine))
+    text = replace_block(text, "validation", validation_table(sorted((folder / "validation").glob("*.json"))))
     text = replace_block(text, "serve", serve_table(folder / "serve_load.json"))
     readme.write_text(text)
     pareto_plot(accuracy, ROOT / "docs" / "pareto.png")
