@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def machine_line(m: dict) -> str:
     gpu = f", {m['gpu']}" if m.get("gpu") else ""
-    return f"{m['cpu']} ({m['cores']} cores{gpu}), torch {m['torch']}, device {m['device']}"
+    threads = f", {m['torch_threads']} torch thread{'s' if m['torch_threads'] > 1 else ''}"
+    return f"{m['cpu']} ({m['cores']} cores{threads}{gpu}), torch {m['torch']}, device {m['device']}"
 
 
 def accuracy_table(files: list[Path]) -> str:
