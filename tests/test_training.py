@@ -72,3 +72,45 @@ def test_verdict_uses_the_final_epoch():
     lines = training.verdict(19_712, history, "test")
     assert "[FAIL] final-epoch test accuracy 99.30%" in "\n".join(lines)
     assert "best epoch, for information only: 1" in lines[-1]
+
+
+def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
+    """A real `kill -9` during the second epoch: the run resumes and ends as an uninterrupted one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tinymnist.cli import main
+
+    def argv(out):
+        return [
+            "train",
+            "--model",
+            "tiny1k5",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(mnist_dir),
+            "--device",
+            "cpu",
+        ]
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "tinymnist", *argv(cut)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (cut / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the second epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "model.pt").exists(), "the run ended before it was killed"
+    assert len((cut / "metrics.jsonl").read_text().splitlines()) == 1
+    assert main(["train", "--resume", str(cut), "--data-dir", str(mnist_dir), "--device", "cpu"]) == 0
+    assert main(argv(tmp_path / "whole")) == 0
+    resumed, whole = (json.loads((d / "metrics.jsonl").read_text().splitlines()[-1]) for d in (cut, tmp_path / "whole"))
+    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+        assert resumed[key] == whole[key], key
