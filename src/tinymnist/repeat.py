@@ -6,6 +6,7 @@ keeps what it finished; running the same command again trains only the missing s
 seed interrupted mid-run resumes from its run folder's last completed epoch.
 """
 
+import multiprocessing
 import os
 import statistics
 import time
@@ -74,6 +75,9 @@ def repeat(
     state["machine"] = results.machine(pick_device(device))
     log(f"{recipe_name}: {len(done)} of {seeds} seeds already in {out}; training {todo or 'none'}")
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    if threads:
+        state["machine"]["torch_threads"] = threads  # per job
+    state["machine"]["jobs"] = jobs
     args = [(recipe, s, runs / f"{recipe_name}-seed{s}", data_dir, device, threads) for s in todo]
 
     def record(row: dict) -> None:
@@ -84,7 +88,8 @@ def repeat(
         log(f"seed {row['seed']}: final test accuracy {row['test_accuracy']:.2%} ({row['wall_seconds']:.0f}s)")
 
     if jobs > 1 and len(args) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # spawn, not fork: a forked child of a process that has used OpenMP threads can hang
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in as_completed([pool.submit(train_seed, *a) for a in args]):
                 record(future.result())
     else:
