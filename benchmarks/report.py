@@ -168,7 +168,8 @@ def main() -> None:
     folder = ROOT / "results"
     speed = sorted(folder.glob("speed-*.json"))
     engine = sorted(folder.glob("engine-*.json"))
-    accuracy = [p for p in sorted(folder.glob("*.json")) if "summary" in json.loads(p.read_text())]
+    accuracy = [p for p in folder.glob("*.json") if "summary" in json.loads(p.read_text())]
+    accuracy.sort(key=lambda p: -json.loads(p.read_text())["runs"][0]["parameters"])  # largest model first
     text = replace_block(readme.read_text(), "accuracy", accuracy_table(accuracy))
     text = replace_block(text, "speed", speed_table(speed))
     text = replace_block(text, "engine", engine_table(engine))
