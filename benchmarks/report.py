@@ -127,10 +127,11 @@ def pareto_plot(files: list[Path], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from tinymnist import models, summary
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     for path in files:
         r = json.loads(path.read_text())
         s = summary.summarize(models.create(r["recipe"]["model"]))
@@ -146,6 +147,7 @@ def pareto_plot(files: list[Path], out: Path) -> None:
             )
     for ax, label in zip(axes, ("trainable parameters", "multiply-accumulates per image"), strict=True):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # major labels only: no overlap
         ax.set_xlabel(label)
         ax.axhline(99.4, color="grey", linestyle="--", linewidth=1)
         ax.grid(True, which="both", alpha=0.3)
