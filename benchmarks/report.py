@@ -20,17 +20,14 @@ def machine_line(m: dict) -> str:
     return f"{m['cpu']} ({m['cores']} cores{threads}{gpu}), torch {m['torch']}, device {m['device']}"
 
 
-def accuracy_table(files: list[Path]) -> str:
+def accuracy_table(results: list[dict]) -> str:
     rows = [
         "| recipe | model | parameters | epochs | seeds | final test accuracy, mean ± std | min | seeds ≥ 99.40% "
         "| train time per run | machine | reproduce |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for path in files:
-        r = json.loads(path.read_text())
-        s, runs = r.get("summary"), r["runs"]
-        if not s:
-            continue
+    for r in results:
+        s, runs = r["summary"], r["runs"]
         seconds = sum(x["train_seconds"] for x in runs) / len(runs)
         params = runs[0]["parameters"]
         rows.append(
@@ -42,7 +39,7 @@ def accuracy_table(files: list[Path]) -> str:
     return "\n".join(rows)
 
 
-def speed_table(files: list[Path]) -> str:
+def speed_table(results: list[dict]) -> str:
     rows = [
         "| recipe | parameters | seeds | median wall time to final epoch "
         "| final test accuracy (median; all seeds ≥ 99.40%?) "
@@ -50,8 +47,7 @@ def speed_table(files: list[Path]) -> str:
         "| machine | command |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
-    for path in files:
-        r = json.loads(path.read_text())
+    for r in results:
         m, b, s = r["median"], r.get("baseline"), r.get("speedup")
         base = "—"
         if b:
@@ -75,13 +71,12 @@ def speed_table(files: list[Path]) -> str:
     return "\n".join(rows)
 
 
-def engine_table(files: list[Path]) -> str:
+def engine_table(results: list[dict]) -> str:
     rows = [
         "| model | threads | batch | memory format | torch.compile | training images/s | first step |",
         "|---|---:|---:|---|---|---:|---:|",
     ]
-    for path in files:
-        r = json.loads(path.read_text())
+    for r in results:
         for x in r["runs"]:
             fmt = "channels_last" if x["channels_last"] else "contiguous"
             rows.append(
@@ -121,7 +116,7 @@ def serve_table(path: Path) -> str:
     )
 
 
-def pareto_plot(files: list[Path], out: Path) -> None:
+def pareto_plot(results: list[dict], out: Path) -> None:
     """Final-epoch test accuracy (mean ± std over seeds) against parameters and against MACs."""
     import matplotlib
 
@@ -132,8 +127,7 @@ def pareto_plot(files: list[Path], out: Path) -> None:
     from tinymnist import models, summary
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
-    for path in files:
-        r = json.loads(path.read_text())
+    for r in results:
         s = summary.summarize(models.create(r["recipe"]["model"]))
         mean, std = 100 * r["summary"]["mean"], 100 * r["summary"]["std"]
         for ax, x in zip(axes, (s.trainable, s.macs), strict=True):
@@ -165,13 +159,17 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
+def load(paths: list[Path]) -> list[dict]:
+    return [json.loads(p.read_text()) for p in paths]
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     folder = ROOT / "results"
-    speed = sorted(folder.glob("speed-*.json"))
-    engine = sorted(folder.glob("engine-*.json"))
-    accuracy = [p for p in folder.glob("*.json") if "summary" in json.loads(p.read_text())]
-    accuracy.sort(key=lambda p: -json.loads(p.read_text())["runs"][0]["parameters"])  # largest model first
+    speed = load(sorted(folder.glob("speed-*.json")))
+    engine = load(sorted(folder.glob("engine-*.json")))
+    accuracy = [r for r in load(sorted(folder.glob("*.json"))) if "summary" in r]  # `repeat` results
+    accuracy.sort(key=lambda r: -r["runs"][0]["parameters"])  # largest model first
     text = replace_block(readme.read_text(), "accuracy", accuracy_table(accuracy))
     text = replace_block(text, "speed", speed_table(speed))
     text = replace_block(text, "engine", engine_table(engine))

@@ -25,8 +25,8 @@ from torch import nn
 from tinymnist import checkpoint, images
 from tinymnist.data import normalize
 from tinymnist.errors import TinyMnistError
-from tinymnist.evaluation import logits_of
 from tinymnist.models import count_parameters
+from tinymnist.predict import probabilities as class_probabilities
 
 MAX_BODY = images.MAX_BYTES + 64 * 1024  # the largest image file plus room for the multipart framing
 FIELD = "file"  # the multipart form field that carries the image
@@ -131,7 +131,7 @@ def create_app(run: str | Path) -> FastAPI:
         except images.ImageError as e:
             raise HTTPException(413 if len(data) > images.MAX_BYTES else 422, str(e)) from None
         batch = digit_image.unsqueeze(0)
-        probabilities = logits_of(model, batch).softmax(1)[0]
+        probabilities = class_probabilities(model, batch)[0]
         maps = None
         if feature_maps:
             with torch.inference_mode():
