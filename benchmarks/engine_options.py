@@ -3,8 +3,8 @@
     python benchmarks/engine_options.py --model seed
 
 Times training steps (forward, backward, SGD step on random batches shaped like MNIST) for
-each combination of memory format, batch size and thread count, and torch.compile once with
-its one-time compile cost reported apart. Writes results/engine-<model>-<device>.json.
+each combination of memory format, bfloat16 autocast, batch size and thread count, and
+torch.compile once with its one-time compile cost reported apart. Writes results/engine-<model>-<device>.json.
 """
 
 import argparse
@@ -22,7 +22,9 @@ from tinymnist.training import pick_device
 SECONDS = 4.0  # measured time per configuration, after warm-up
 
 
-def throughput(model_name: str, device: torch.device, batch: int, channels_last: bool, compiled: bool) -> dict:
+def throughput(
+    model_name: str, device: torch.device, batch: int, channels_last: bool, bf16: bool, compiled: bool
+) -> dict:
     torch.manual_seed(0)
     model = models.create(model_name).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -33,7 +35,9 @@ def throughput(model_name: str, device: torch.device, batch: int, channels_last:
     y = torch.randint(0, 10, (batch,), device=device)
 
     def step() -> None:
-        loss = F.cross_entropy(step_model(x), y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = step_model(x).float()
+        loss = F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -66,17 +70,18 @@ def main() -> None:
     device = pick_device(args.device)
     threads = [int(t) for t in args.threads.split(",")] if device.type == "cpu" else [torch.get_num_threads()]
     rows = []
-    for t, batch, cl in itertools.product(threads, map(int, args.batch_sizes.split(",")), (False, True)):
+    batches = map(int, args.batch_sizes.split(","))
+    for t, batch, cl, bf16 in itertools.product(threads, batches, (False, True), (False, True)):
         torch.set_num_threads(t)
-        row = {"threads": t, "batch_size": batch, "channels_last": cl, "compile": False}
-        row |= throughput(args.model, device, batch, cl, compiled=False)
+        row = {"threads": t, "batch_size": batch, "channels_last": cl, "bf16": bf16, "compile": False}
+        row |= throughput(args.model, device, batch, cl, bf16, compiled=False)
         rows.append(row)
         print(row, flush=True)
     if not args.no_compile:
         best = max(rows, key=lambda r: r["images_per_second"])
         torch.set_num_threads(best["threads"])
-        row = {k: best[k] for k in ("threads", "batch_size", "channels_last")} | {"compile": True}
-        row |= throughput(args.model, device, best["batch_size"], best["channels_last"], compiled=True)
+        row = {k: best[k] for k in ("threads", "batch_size", "channels_last", "bf16")} | {"compile": True}
+        row |= throughput(args.model, device, best["batch_size"], best["channels_last"], best["bf16"], compiled=True)
         rows.append(row)
         print(row, flush=True)
     out = Path(args.out) / f"engine-{args.model}-{device.type}.json"

@@ -73,15 +73,16 @@ def speed_table(results: list[dict]) -> str:
 
 def engine_table(results: list[dict]) -> str:
     rows = [
-        "| model | threads | batch | memory format | torch.compile | training images/s | first step |",
-        "|---|---:|---:|---|---|---:|---:|",
+        "| model | threads | batch | memory format | bf16 autocast | torch.compile | training images/s | first step |",
+        "|---|---:|---:|---|---|---|---:|---:|",
     ]
+    yes = {True: "yes", False: "no"}
     for r in results:
         for x in r["runs"]:
             fmt = "channels_last" if x["channels_last"] else "contiguous"
             rows.append(
-                f"| `{r['model']}` | {x['threads']} | {x['batch_size']} | {fmt} | {'yes' if x['compile'] else 'no'} "
-                f"| {x['images_per_second']:.0f} | {x['first_step_seconds']:.2f} s |"
+                f"| `{r['model']}` | {x['threads']} | {x['batch_size']} | {fmt} | {yes[x.get('bf16', False)]} "
+                f"| {yes[x['compile']]} | {x['images_per_second']:.0f} | {x['first_step_seconds']:.2f} s |"
             )
         rows.append(f"\n{machine_line(r['machine'])}; `{r['command']}`")
     return "\n".join(rows)

@@ -33,6 +33,12 @@ def test_short_training_learns(small, tmp_path):
     assert ckpt["final"]["test_accuracy"] == final["final"]["test_accuracy"]
 
 
+def test_bf16_autocast_learns_and_keeps_float32_weights(small, tmp_path):
+    final = training.train(override(SMALL, bf16=True), small, tmp_path / "run", seed=3, log=quiet)
+    assert final["final"]["test_accuracy"] > 0.90
+    assert all(v.dtype in (torch.float32, torch.int64) for v in final["state_dict"].values())
+
+
 def metrics(final: dict) -> dict:
     return {k: v for k, v in final["final"].items() if k not in ("seconds", "images_per_second")}
 

@@ -99,7 +99,8 @@ def train_epoch(
         if recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = data.train_labels[idx]
-        logits = model(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
+            logits = model(x).float()
         loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
