@@ -52,8 +52,9 @@ RECIPES: dict[str, Recipe] = {
         scale=0.0,
     ),
     # The least wall time to >= 99.40% final-epoch accuracy under 20k parameters: tiny20k has half
-    # the seed's multiply-accumulates and no dropout; 8 epochs reached 99.36% on the validation split.
-    "fast": replace(SEED, model="tiny20k", epochs=8),
+    # the seed's multiply-accumulates and no dropout; 8 epochs reached 99.36% on the validation split,
+    # with bf16 autocast as without it (99.36% both), and autocast trains faster (README, Speed).
+    "fast": replace(SEED, model="tiny20k", epochs=8, bf16=True),
     # The zoo, one recipe per parameter budget (models.ZOO); smaller models get less regularisation.
     "tiny20k": replace(SEED, model="tiny20k", epochs=18),
     "tiny8k": replace(SEED, model="tiny8k", epochs=18, weight_decay=2e-4),
