@@ -5,7 +5,7 @@ import json
 import torch
 from torch import nn
 
-from tinymnist import models, summary
+from tinymnist import models, recipes, summary
 from tinymnist.cli import main
 
 # The seed's receptive field by hand: rf += (kernel - 1) * jump, then jump *= stride.
@@ -73,9 +73,16 @@ def test_summary_and_models_commands(capsys):
 
 def test_models_lists_budgets_and_measured_accuracy(capsys, tmp_path):
     summary = {"seeds": 5, "mean": 0.9951, "std": 0.0004, "min": 0.9945, "max": 0.9956, "at_least_99_40": 5}
-    (tmp_path / "tiny8k.json").write_text(json.dumps({"runs": [], "summary": summary}))
+    recipe = recipes.to_dict(recipes.get("tiny8k"))
+    (tmp_path / "tiny8k.json").write_text(json.dumps({"recipe": recipe, "runs": [], "summary": summary}))
+    older = recipes.to_dict(recipes.override(recipes.get("tiny4k"), epochs=3))
+    (tmp_path / "tiny4k.json").write_text(json.dumps({"recipe": older, "runs": [], "summary": summary}))
+    runs = [{"final_test_accuracy": a} for a in (0.9950, 0.9940)]
+    speed = {"recipe_fields": recipes.to_dict(recipes.get("fast")), "runs": runs}
+    (tmp_path / "speed-fast-cpu.json").write_text(json.dumps(speed))
     assert main(["models", "--results", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split()[:2] == ["tiny8k", "8,000"] for line in lines)
     assert any(line.startswith("tiny8k ") and "99.51% ± 0.04% (5 seeds)" in line for line in lines)
-    assert any(line.startswith("tiny4k ") and "not measured" in line for line in lines)
+    assert any(line.startswith("tiny4k ") and "not measured" in line for line in lines)  # another recipe's
+    assert any(line.startswith("fast ") and "99.45% ± 0.07% (2 seeds), speed benchmark" in line for line in lines)
