@@ -94,7 +94,7 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
         return [
             "train",
             "--model",
-            "tiny2k",
+            "tiny3k",
             "--epochs",
             "2",
             "--out",

@@ -59,7 +59,7 @@ RECIPES: dict[str, Recipe] = {
     "tiny20k": replace(SEED, model="tiny20k", epochs=18),
     "tiny8k": replace(SEED, model="tiny8k", epochs=18, weight_decay=2e-4),
     "tiny4k": replace(SEED, model="tiny4k", epochs=18, weight_decay=1e-4, **SMALL),
-    "tiny2k": replace(SEED, model="tiny2k", epochs=18, weight_decay=5e-5, **SMALL),
+    "tiny3k": replace(SEED, model="tiny3k", epochs=18, weight_decay=5e-5, **SMALL),
 }
 
 
