@@ -39,6 +39,40 @@ def accuracy_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+# What each row was built to reach, judged on 5 seeds: (mean at least, every seed at least). The
+# `notebook` row is the seed document's own claim, 99.40%, taken as a promise for every run.
+GOALS = {
+    "notebook": (0.9940, 0.9940),
+    "seed": (0.9950, 0.9940),
+    "tiny20k": (0.9960, 0.9950),
+    "tiny8k": (0.9950, 0.9940),
+    "tiny4k": (0.9940, None),
+    "tiny3k": (0.9900, None),
+}
+
+
+def goals_table(results: list[dict]) -> str:
+    rows = [
+        "| recipe | parameters | goal: mean | goal: every seed | measured: mean (seeds) | min | met |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        if r["name"] not in GOALS:
+            continue
+        (mean, every), s = GOALS[r["name"]], r["summary"]
+        short = [f"mean {s['mean'] - mean:+.2%}"] if s["mean"] < mean else []
+        if every is not None and s["min"] < every:
+            short.append(f"{sum(x['test_accuracy'] < every for x in r['runs'])} seed(s) below {every:.2%}")
+        met = "yes" if not short else "no: " + ", ".join(short)
+        if s["seeds"] < 5:
+            met = f"not judged yet ({s['seeds']} of 5 seeds)"
+        rows.append(
+            f"| `{r['name']}` | {r['runs'][0]['parameters']:,} | {mean:.2%} | {f'{every:.2%}' if every else '—'} "
+            f"| {s['mean']:.2%} ({s['seeds']}) | {s['min']:.2%} | {met} |"
+        )
+    return "\n".join(rows)
+
+
 def speed_table(results: list[dict]) -> str:
     rows = [
         "| recipe | parameters | seeds | median wall time to final epoch "
@@ -172,6 +206,7 @@ def main() -> None:
     accuracy = [r for r in load(sorted(folder.glob("*.json"))) if "summary" in r]  # `repeat` results
     accuracy.sort(key=lambda r: -r["runs"][0]["parameters"])  # largest model first
     text = replace_block(readme.read_text(), "accuracy", accuracy_table(accuracy))
+    text = replace_block(text, "goals", goals_table(accuracy))
     text = replace_block(text, "speed", speed_table(speed))
     text = replace_block(text, "engine", engine_table(engine))
     text = replace_block(text, "validation", validation_table(sorted((folder / "validation").glob("*.json"))))
