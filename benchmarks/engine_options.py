@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from tinymnist import models, results
-from tinymnist.training import pick_device
+from tinymnist.training import forward, pick_device
 
 SECONDS = 4.0  # measured time per configuration, after warm-up
 
@@ -35,9 +35,7 @@ def throughput(
     y = torch.randint(0, 10, (batch,), device=device)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = step_model(x).float()
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(forward(step_model, x, bf16), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -82,6 +82,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+def forward(model: nn.Module, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """Float32 logits; with `bf16`, the layers run under bfloat16 autocast (weights stay float32)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model(x).float()
+
+
 def train_epoch(
     model: nn.Module, recipe: Recipe, data: MNIST, opt, sched, generator: torch.Generator, progress: bool
 ) -> tuple[float, float]:
@@ -99,8 +105,7 @@ def train_epoch(
         if recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = data.train_labels[idx]
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
-            logits = model(x).float()
+        logits = forward(model, x, recipe.bf16)
         loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
