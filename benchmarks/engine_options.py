@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from tinymnist import models, results
-from tinymnist.training import forward, pick_device
+from tinymnist.precision import forward
+from tinymnist.training import pick_device
 
 SECONDS = 4.0  # measured time per configuration, after warm-up
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from tinymnist import data, models, results
+from tinymnist import data, models, precision, results
+from tinymnist.graph import GraphEngine
 from tinymnist.recipes import get, override
-from tinymnist.training import make_optimizer, pick_device, train_epoch
+from tinymnist.training import EagerEngine, choose_engine, pick_device
 
 
 def main() -> None:
@@ -23,6 +24,7 @@ def main() -> None:
     p.add_argument("--recipe", default="fast")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--device", default="auto")
+    p.add_argument("--engine", default="auto", help="auto (graph on CUDA, else eager), eager or graph")
     p.add_argument("--data-dir")
     p.add_argument("--out", default="results")
     args = p.parse_args()
@@ -34,16 +36,23 @@ def main() -> None:
     model = models.create(recipe.model).to(device)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt, sched = make_optimizer(model, override(recipe, epochs=2), 2 * args.steps)
+    bf16 = precision.choose(recipe.bf16, "auto", device)["bf16"]
+    engine = choose_engine(args.engine, device)
+    two_epochs = override(recipe, epochs=2)
+    if engine == "graph":
+        runner = GraphEngine(model, two_epochs, mnist, bf16, capture=True)
+    else:
+        runner = EagerEngine(model, two_epochs, mnist, bf16, heartbeat=None)
     generator = torch.Generator(device).manual_seed(0)
-    train_epoch(model, recipe, mnist, opt, sched, generator, progress=False)  # warm-up
+    runner.epoch(generator)  # warm-up (and capture)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        train_epoch(model, recipe, mnist, opt, sched, generator, progress=False)
+        runner.epoch(generator)
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
     m = results.machine(device)
     header = (
-        f"{args.recipe} ({recipe.model}), {args.steps} training steps of batch {recipe.batch_size}; "
+        f"{args.recipe} ({recipe.model}), {args.steps} training steps of batch {recipe.batch_size}, "
+        f"{engine} engine, {'bf16 autocast' if bf16 else 'float32'}; "
         f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']}\n"
         f"command: python benchmarks/profile_steps.py {' '.join(sys.argv[1:])}\n\n"
     )

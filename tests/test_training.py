@@ -51,24 +51,27 @@ def test_same_seed_same_metrics(small, tmp_path):
         assert torch.equal(v, b["state_dict"][k]), k
 
 
-def test_resume_after_interruption_matches_uninterrupted(small, tmp_path, monkeypatch):
-    whole = training.train(SMALL, small, tmp_path / "whole", seed=7, log=quiet)
+@pytest.mark.parametrize("engine", ["eager", "graph"])
+def test_resume_after_interruption_matches_uninterrupted(small, tmp_path, monkeypatch, engine):
+    whole = training.train(SMALL, small, tmp_path / "whole", seed=7, log=quiet, engine=engine)
+    runner = training.EagerEngine if engine == "eager" else training.GraphEngine
+    real_epoch, calls = runner.epoch, []
 
-    real_epoch, calls = training.train_epoch, []
-
-    def dies_in_second_epoch(*args, **kwargs):
+    def dies_in_second_epoch(self, generator):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # like kill -9 mid-epoch: nothing of epoch 2 is saved
-        return real_epoch(*args, **kwargs)
+        return real_epoch(self, generator)
 
-    monkeypatch.setattr(training, "train_epoch", dies_in_second_epoch)
+    monkeypatch.setattr(runner, "epoch", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        training.train(SMALL, small, tmp_path / "cut", seed=7, log=quiet)
-    monkeypatch.setattr(training, "train_epoch", real_epoch)
+        training.train(SMALL, small, tmp_path / "cut", seed=7, log=quiet, engine=engine)
+    monkeypatch.setattr(runner, "epoch", real_epoch)
     assert not (tmp_path / "cut" / "model.pt").exists()
     recipe, config = training.resume_settings(tmp_path / "cut")
+    assert config["engine"] == engine
     resumed = training.train(recipe, small, tmp_path / "cut", seed=config["seed"], resume=True, log=quiet)
+    assert resumed["engine"] == engine
     assert metrics(resumed) == metrics(whole)
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
 

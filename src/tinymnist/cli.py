@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from tinymnist import checkpoint, data, models, plots, recipes
+from tinymnist import checkpoint, data, models, plots, precision, recipes
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
 from tinymnist.repeat import repeat
-from tinymnist.training import new_run_dir, pick_device, resume_settings, train
+from tinymnist.training import ENGINES, new_run_dir, pick_device, resume_settings, train
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
-        if given or args.recipe or args.out or args.val or args.seed is not None:
+        if given or args.recipe or args.out or args.val or args.seed is not None or args.precision or args.engine:
             raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
         out = Path(args.resume)
         recipe, config = resume_settings(out)
@@ -61,7 +61,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     split = "test"
     if args.val:
         mnist, split = data.validation_split(mnist, args.val), "val"
-    train(recipe, mnist, out, seed=1 if args.seed is None else args.seed, split=split)
+    seed = 1 if args.seed is None else args.seed
+    train(
+        recipe,
+        mnist,
+        out,
+        seed=seed,
+        split=split,
+        precision_request=args.precision or "auto",
+        engine=args.engine or "auto",
+    )
 
 
 def plots_dir(run: str) -> Path:
@@ -183,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out N training images as a validation set and evaluate on it, not on the test set",
     )
     p.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
+    p.add_argument(
+        "--precision",
+        choices=precision.CHOICES,
+        help="auto (default): bf16 autocast where the recipe asks for it and the chip runs bf16 natively "
+        "(CUDA >= 8.0, a CPU with AMX or AVX512-BF16), else float32; bf16 or fp32 force one",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="auto (default): graph on CUDA (the whole step as one CUDA graph), eager elsewhere; "
+        "eager forces the plain loop, e.g. for debugging",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
     add_data_args(p)
     p.set_defaults(func=cmd_train)

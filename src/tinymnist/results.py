@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 import tinymnist
+from tinymnist import precision
 from tinymnist.checkpoint import save_json
 from tinymnist.errors import TinyMnistError
 
@@ -31,6 +32,7 @@ def machine(device: torch.device | str = "cpu") -> dict:
     info = {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "cpu_features": precision.cpu_features(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "python": platform.python_version(),

@@ -6,6 +6,11 @@ optimizer and schedule. Every epoch's randomness (order, augmentation, dropout) 
 (seed, epoch) alone, so a run resumed from its last completed epoch ends exactly where an
 uninterrupted one does. The test set (or, with a validation split, the held-out images) is
 evaluated after each epoch for the log only: nothing is chosen by it.
+
+Two engines run the steps: the eager loop below (torch.optim, the default on CPUs) and the graph
+engine (`tinymnist.graph`, the whole step captured as one CUDA graph, the default on CUDA). The
+precision (bf16 autocast or float32) is decided per machine by `tinymnist.precision`. Both choices
+are recorded in the run's config and kept when a run resumes.
 """
 
 import json
@@ -21,14 +26,20 @@ from torch import nn
 from tqdm import tqdm
 
 import tinymnist
-from tinymnist import checkpoint, models, plots
+from tinymnist import checkpoint, models, plots, precision, results
 from tinymnist.augment import random_affine
 from tinymnist.data import MNIST, normalize
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
+from tinymnist.graph import GraphEngine
+from tinymnist.optim import make_optimizer
+from tinymnist.precision import forward
 from tinymnist.recipes import Recipe, from_dict, to_dict
 
 SEED_LIMITS = {"parameters": 20_000, "accuracy": 0.994, "epochs": 20}  # the seed document's claim
+ENGINES = ("auto", "eager", "graph")
+HEARTBEAT_SECONDS = 10.0  # without a terminal, a progress line this often within an epoch
+PLOT_SECONDS = 30.0  # the curves are redrawn at most this often, and once at the end
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -44,32 +55,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe, steps: int):
-    if recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(
-            model.parameters(),
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            nesterov=recipe.nesterov,
-            weight_decay=recipe.weight_decay,
-        )
-    elif recipe.optimizer == "adamw":
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=recipe.lr, betas=(recipe.momentum, 0.999), weight_decay=recipe.weight_decay
-        )
-    else:
-        raise TinyMnistError(f"optimizer {recipe.optimizer!r}: choose sgd or adamw")
-    if recipe.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=recipe.lr, total_steps=steps, pct_start=recipe.warmup, cycle_momentum=False
-        )
-    elif recipe.schedule == "constant":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    else:
-        raise TinyMnistError(f"schedule {recipe.schedule!r}: choose onecycle or constant")
-    return opt, sched
-
-
 def new_run_dir(model: str, root: Path = Path("runs")) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path, n = root / f"{model}-{stamp}", 1
@@ -82,39 +67,65 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def forward(model: nn.Module, x: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """Float32 logits; with `bf16`, the layers run under bfloat16 autocast (weights stay float32)."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        return model(x).float()
+class EagerEngine:
+    """The eager loop: one Python step per batch with torch.optim and its scheduler."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, bf16: bool, heartbeat: Callable | None) -> None:
+        self.model, self.recipe, self.data, self.bf16, self.heartbeat = model, recipe, data, bf16, heartbeat
+        self.steps = len(data.train_labels) // recipe.batch_size  # the last partial batch is dropped
+        self.opt, self.sched = make_optimizer(model.parameters(), recipe, recipe.epochs * self.steps)
+        self.capture_seconds = 0.0
+        self.progress = False  # a tqdm bar, on a terminal
+
+    @property
+    def lr(self) -> float:
+        return self.sched.get_last_lr()[0]
+
+    def epoch(self, generator: torch.Generator) -> tuple[float, float]:
+        """One pass over the training images in the order drawn from `generator`; mean loss and accuracy."""
+        model, recipe, data, bs = self.model, self.recipe, self.data, self.recipe.batch_size
+        model.train()
+        order = torch.randperm(len(data.train_labels), generator=generator, device=generator.device)
+        total_loss = torch.zeros((), device=data.train_labels.device)
+        correct = torch.zeros((), dtype=torch.long, device=data.train_labels.device)
+        start = last_beat = time.perf_counter()
+        for i in tqdm(range(self.steps), disable=not self.progress, leave=False, unit="batch"):
+            idx = order[i * bs : (i + 1) * bs]
+            x = data.train_images[idx].unsqueeze(1).float().div_(255)
+            x = normalize(random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator))
+            if recipe.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = data.train_labels[idx]
+            logits = forward(model, x, self.bf16)
+            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            total_loss += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            now = time.perf_counter()
+            if self.heartbeat and now - last_beat >= HEARTBEAT_SECONDS:
+                self.heartbeat(i + 1, self.steps, (i + 1) * bs / (now - start))
+                last_beat = now
+        seen = self.steps * bs
+        return total_loss.item() / seen, correct.item() / seen
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
 
 
-def train_epoch(
-    model: nn.Module, recipe: Recipe, data: MNIST, opt, sched, generator: torch.Generator, progress: bool
-) -> tuple[float, float]:
-    """One pass over the training images; returns mean loss and accuracy."""
-    model.train()
-    n, bs = len(data.train_labels), recipe.batch_size
-    order = torch.randperm(n, generator=generator, device=generator.device)
-    steps = n // bs  # the last partial batch is dropped; the next epoch's order differs
-    total_loss = torch.zeros((), device=data.train_labels.device)
-    correct = torch.zeros((), dtype=torch.long, device=data.train_labels.device)
-    for i in tqdm(range(steps), disable=not progress, leave=False, unit="batch"):
-        idx = order[i * bs : (i + 1) * bs]
-        x = data.train_images[idx].unsqueeze(1).float().div_(255)
-        x = normalize(random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator))
-        if recipe.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = data.train_labels[idx]
-        logits = forward(model, x, recipe.bf16)
-        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        total_loss += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-    seen = steps * bs
-    return total_loss.item() / seen, correct.item() / seen
+def choose_engine(requested: str, device: torch.device) -> str:
+    """The graph engine on CUDA, where launching kernels from Python is the bottleneck; eager elsewhere."""
+    if requested not in ENGINES:
+        raise TinyMnistError(f"--engine {requested!r}: choose {', '.join(ENGINES)}")
+    if requested == "auto":
+        return "graph" if device.type == "cuda" else "eager"
+    return requested
 
 
 def verdict(parameters: int, history: list[dict], split: str) -> list[str]:
@@ -143,27 +154,48 @@ def train(
     progress: bool | None = None,
     log: Callable[[str], None] = print,
     config_extra: dict | None = None,
+    precision_request: str = "auto",
+    engine: str = "auto",
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train `recipe` on `data` into run folder `out`; returns the final checkpoint dict.
 
     `split` names what `data`'s test tensors are ("test", or "val" for a validation split).
-    With `resume`, training continues from `out/last.pt`.
+    `precision_request` ("auto", "bf16", "fp32") and `engine` ("auto", "eager", "graph") are resolved
+    for this machine and recorded in config.json. With `resume`, training continues from
+    `out/last.pt` with the run's recorded precision and engine. `on_epoch` gets each epoch's record
+    once it is saved (an exception raised there stops the run, e.g. a sweep pruning a trial).
     """
     device = data.train_images.device
     progress = sys.stdout.isatty() if progress is None else progress
+    if resume:
+        recorded = resume_settings(out)[1]
+        bf16 = recorded.get("precision", {}).get("bf16", recipe.bf16)  # runs before the choice: the recipe's
+        precision_request, engine = ("bf16" if bf16 else "fp32"), recorded.get("engine", "eager")
+    chosen = precision.choose(recipe.bf16, precision_request, device)
+    engine = choose_engine(engine, device)
     torch.manual_seed(seed)
     model = models.create(recipe.model).to(device)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     parameters = models.count_parameters(model)
-    opt, sched = make_optimizer(model, recipe, recipe.epochs * (len(data.train_labels) // recipe.batch_size))
+
+    def heartbeat(done: int, steps: int, images_per_second: float) -> None:
+        eta = (steps - done) * recipe.batch_size / images_per_second
+        log(f"  epoch {epoch}: {done / steps:.0%} ({done}/{steps} batches)  {images_per_second:,.0f} images/s  "
+            f"epoch ends in {eta:.0f}s")  # fmt: skip
+
+    if engine == "graph":
+        runner: EagerEngine | GraphEngine = GraphEngine(model, recipe, data, chosen["bf16"], capture=True)
+    else:
+        runner = EagerEngine(model, recipe, data, chosen["bf16"], None if progress else heartbeat)
+        runner.progress = progress
     history: list[dict] = []
 
     if resume:
         state = checkpoint.read(out / checkpoint.LAST, device)
         model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        runner.load_state_dict(state)
         history = state["history"]
         log(f"resuming {out} after epoch {len(history)} of {recipe.epochs}")
     else:
@@ -174,6 +206,9 @@ def train(
             "split": split,
             "parameters": parameters,
             "device": str(device),
+            "engine": engine,
+            "precision": chosen,
+            "machine": results.machine(device),
             "torch": torch.__version__,
             "tinymnist": tinymnist.__version__,
             "train_images": len(data.train_labels),
@@ -181,15 +216,18 @@ def train(
             **(config_extra or {}),
         }
         checkpoint.save_json(out / "config.json", config)
-        log(f"{recipe.model}: {parameters:,} trainable parameters; run folder {out}")
+        autocast = "bf16 autocast" if chosen["bf16"] else "float32"
+        log(f"{recipe.model}: {parameters:,} trainable parameters; {engine} engine, {autocast} ({chosen['reason']})")
+        log(f"run folder {out}")
 
+    last_plot = 0.0
     for epoch in range(len(history) + 1, recipe.epochs + 1):
-        torch.manual_seed(epoch_seed(seed, epoch))  # dropout
+        torch.manual_seed(epoch_seed(seed, epoch))  # dropout (and augmentation in the graph engine)
         generator = torch.Generator(device).manual_seed(epoch_seed(seed, epoch))  # order, augmentation
-        lr = sched.get_last_lr()[0]
+        lr = runner.lr
         start = time.perf_counter()
-        train_loss, train_acc = train_epoch(model, recipe, data, opt, sched, generator, progress)
-        seconds = time.perf_counter() - start
+        train_loss, train_acc = runner.epoch(generator)
+        seconds = time.perf_counter() - start - runner.capture_seconds
         result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last)
         record = {
             "epoch": epoch,
@@ -201,6 +239,8 @@ def train(
             "seconds": seconds,
             "images_per_second": len(data.train_labels) / seconds,
         }
+        if runner.capture_seconds:  # the one-time capture, outside the timed steps
+            record["capture_seconds"], runner.capture_seconds = runner.capture_seconds, 0.0
         history.append(record)
         log(
             f"epoch {epoch:2d}/{recipe.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
@@ -213,15 +253,19 @@ def train(
                 "state_dict": model.state_dict(),
                 "recipe": to_dict(recipe),
                 "seed": seed,
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
+                "engine": engine,
+                **runner.state_dict(),
                 "history": history,
             },
         )
         checkpoint.atomic_write(
             out / "metrics.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
         )
-        plots.training_curves(history, split, out / "curves.png")
+        if epoch == recipe.epochs or time.perf_counter() - last_plot >= PLOT_SECONDS:
+            plots.training_curves(history, split, out / "curves.png")
+            last_plot = time.perf_counter()
+        if on_epoch:
+            on_epoch(record)
 
     final = {
         "model": recipe.model,
@@ -230,9 +274,12 @@ def train(
         "seed": seed,
         "parameters": parameters,
         "split": split,
+        "engine": engine,
+        "precision": chosen,
         "final": history[-1],
         "history": history,
         "train_seconds": sum(r["seconds"] for r in history),
+        "capture_seconds": sum(r.get("capture_seconds", 0.0) for r in history),
     }
     checkpoint.save(out / checkpoint.FINAL, final)
     for line in verdict(parameters, history, split):
