@@ -54,6 +54,7 @@ def test_same_seed_same_metrics(small, tmp_path):
 @pytest.mark.parametrize("engine", ["eager", "graph"])
 def test_resume_after_interruption_matches_uninterrupted(small, tmp_path, monkeypatch, engine):
     whole = training.train(SMALL, small, tmp_path / "whole", seed=7, log=quiet, engine=engine)
+    assert whole["engine"] == engine and whole["final"]["test_accuracy"] > 0.90  # both engines learn
     runner = training.EagerEngine if engine == "eager" else training.GraphEngine
     real_epoch, calls = runner.epoch, []
 
@@ -123,3 +124,13 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
     resumed, whole = (json.loads((d / "metrics.jsonl").read_text().splitlines()[-1]) for d in (cut, tmp_path / "whole"))
     for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
         assert resumed[key] == whole[key], key
+
+
+def test_progress_lines_without_a_terminal(small, tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "HEARTBEAT_SECONDS", 0.0)  # a line after every batch
+    lines: list[str] = []
+    training.train(
+        override(SMALL, epochs=1), subset(small, 640, 100), tmp_path / "run", log=lines.append, progress=False
+    )
+    beats = [line for line in lines if "images/s" in line]
+    assert len(beats) == 10 and "epoch 1: 10% (1/10 batches)" in beats[0], lines
