@@ -18,10 +18,33 @@ from tinymnist.repeat import repeat
 from tinymnist.training import ENGINES, new_run_dir, pick_device, resume_settings, train
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $TINYMNIST_DATA, then the cache)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
+def add_dataset_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--dataset", help=f"one of: {', '.join(data.DATASETS)} (default: {default})")
+    p.add_argument(
+        "--data-dir",
+        help="the only folder to look in for the IDX files (default: $TINYMNIST_DATA for mnist, "
+        "$TINYMNIST_FASHION_DATA for fashion-mnist, else the cache)",
+    )
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str = data.DEFAULT) -> None:
+    add_dataset_args(p, default)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+
+
+def dataset_of(args: argparse.Namespace, ckpt: dict) -> str:
+    """The dataset a checkpoint was trained on; a --dataset given must be the same."""
+    trained = ckpt.get("dataset", data.DEFAULT)
+    if trained not in data.DATASETS:
+        raise TinyMnistError(f"{args.run}: checkpoint of unknown dataset {trained!r}")
+    asked = getattr(args, "dataset", None)
+    if asked and data.get(asked).name != trained:
+        raise TinyMnistError(
+            f"{args.run}: a model trained on {data.DATASETS[trained].title}, not {data.DATASETS[asked].title}; "
+            f"drop --dataset or pass --dataset {trained}"
+        )
+    return trained
 
 
 def check_model(name: str) -> None:
@@ -29,8 +52,9 @@ def check_model(name: str) -> None:
         raise TinyMnistError(f"--model {name!r}: unknown model; choose from: {', '.join(models.MODELS)}")
 
 
-def load_data(args: argparse.Namespace, device: torch.device) -> data.MNIST:
-    return data.load(args.data_dir, download=not args.no_download).to(device)
+def load_data(args: argparse.Namespace, device: torch.device, dataset: str | None = None) -> data.MNIST:
+    name = dataset or args.dataset or data.DEFAULT
+    return data.load(args.data_dir, download=not args.no_download, dataset=name).to(device)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -42,7 +66,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
         out = Path(args.resume)
         recipe, config = resume_settings(out)
-        mnist = load_data(args, device)
+        trained = config.get("dataset", data.DEFAULT)
+        if args.dataset and data.get(args.dataset).name != trained:
+            raise TinyMnistError(f"--resume {out}: a run on {trained}, not {args.dataset}; drop --dataset")
+        mnist = load_data(args, device, trained)
         if config.get("split") == "val":
             mnist = data.validation_split(mnist, config["eval_images"])
         train(recipe, mnist, out, seed=config["seed"], split=config.get("split", "test"), resume=True)
@@ -82,13 +109,14 @@ def plots_dir(run: str) -> Path:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     model, ckpt = checkpoint.load_model(args.run, device)
-    mnist = load_data(args, device)
-    result = evaluate(model, mnist.test_images, mnist.test_labels)
-    print(f"{ckpt['model']} from {checkpoint.resolve(args.run)}")
+    spec = data.get(dataset_of(args, ckpt))
+    mnist = load_data(args, device, spec.name)
+    result = evaluate(model, mnist.test_images, mnist.test_labels, dataset=spec.name)
+    print(f"{ckpt['model']} ({spec.title}) from {checkpoint.resolve(args.run)}")
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%}  ({len(mnist.test_labels):,} images)")
     print("per-class accuracy:")
-    for digit, acc in enumerate(result.per_class):
-        print(f"  {digit}: {acc:.2%}")
+    for label, acc in zip(spec.classes, result.per_class, strict=True):
+        print(f"  {label}: {acc:.2%}")
     out = Path(args.out) if args.out else plots_dir(args.run)
     out.mkdir(parents=True, exist_ok=True)
     plots.confusion_matrix(mnist.test_labels, result.predictions, out / "confusion.png")
@@ -100,9 +128,13 @@ def cmd_repeat(args: argparse.Namespace) -> None:
     if args.seeds < 1 or args.jobs < 1:
         raise TinyMnistError("--seeds and --jobs must be at least 1")
     recipe = recipes.get(args.recipe)
-    out = Path(args.out) / f"{args.recipe}.json"
-    load_data(args, torch.device("cpu"))  # check (or download) MNIST once, before any seed starts
-    state = repeat(args.recipe, recipe, args.seeds, out, Path(args.runs), args.data_dir, args.device, args.jobs)
+    spec = data.get(args.dataset or data.DEFAULT)
+    # Each dataset's results and seed runs have their own folders: results/fashion-mnist/, ...
+    sub = "" if spec.name == data.DEFAULT else spec.name
+    out = Path(args.out or Path("results") / sub) / f"{args.recipe}.json"
+    runs = Path(args.runs or Path("runs/repeat") / sub)
+    load_data(args, torch.device("cpu"))  # check (or download) the dataset once, before any seed starts
+    state = repeat(args.recipe, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
     s = state.get("summary")
     if s:
         print(
@@ -138,11 +170,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     if not 1 <= args.top <= 10:
         raise TinyMnistError(f"--top {args.top}: must be between 1 and 10")
-    model, _ = checkpoint.load_model(args.run)
+    model, ckpt = checkpoint.load_model(args.run)
+    dataset = dataset_of(args, ckpt)
+    classes = data.get(dataset).classes
     files = images.image_files(args.images)
     if not files:
         raise TinyMnistError(f"{' '.join(args.images)}: no image files found ({', '.join(sorted(images.SUFFIXES))})")
-    results = predict.predict_files(model, files, args.top)
+    results = predict.predict_files(model, files, args.top, dataset)
     for file, r in zip(files, results, strict=True):
         if isinstance(r, images.ImageError) and args.json:
             print(json.dumps({"file": str(file), "error": str(r)}))
@@ -151,7 +185,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         elif args.json:
             print(json.dumps(r.to_json()))
         else:
-            print(f"{r.file}: " + "  ".join(f"{d} ({p:.1%})" for d, p in r.top))
+            print(f"{r.file}: " + "  ".join(f"{classes[d]} ({p:.1%})" for d, p in r.top))
     failed = sum(isinstance(r, images.ImageError) for r in results)
     if failed:
         raise TinyMnistError(f"{failed} of {len(results)} files could not be predicted")
@@ -165,8 +199,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else source.with_suffix(export.FORMATS[args.format])
     if out.resolve() == source.resolve():
         raise TinyMnistError(f"--out {out}: is the checkpoint being exported; choose another file")
-    mnist = data.load(args.data_dir, download=not args.no_download)
-    parity = export.export(model, args.format, out, mnist.test_images[: export.CHECK_IMAGES], args.fold_bn)
+    dataset = dataset_of(args, ckpt)
+    mnist = data.load(args.data_dir, download=not args.no_download, dataset=dataset)
+    check = mnist.test_images[: export.CHECK_IMAGES]
+    parity = export.export(model, args.format, out, check, args.fold_bn, dataset)
     print(f"wrote {out} ({args.format}, {ckpt['model']}{', BatchNorm folded' if args.fold_bn else ''})")
     print(
         f"checked on {parity.images} test images: max abs difference of logits {parity.max_abs_diff:.2e} "
@@ -211,15 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test loss, accuracy and per-class accuracy of a trained model")
     p.add_argument("run", help="run folder or checkpoint file")
     p.add_argument("--out", help="folder for confusion.png and mistakes.png (default: the run folder)")
-    add_data_args(p)
+    add_data_args(p, "the checkpoint's")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("repeat", help="train a recipe with seeds 1..N; final-epoch accuracy per seed and over seeds")
     p.add_argument("--recipe", default="seed", help=f"one of: {', '.join(recipes.RECIPES)} (default: seed)")
     p.add_argument("--seeds", type=int, default=5, help="train seeds 1..N (default: 5)")
     p.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes (default: 1)")
-    p.add_argument("--out", default="results", help="folder of the results file <recipe>.json (default: results)")
-    p.add_argument("--runs", default="runs/repeat", help="folder of the per-seed run folders (default: runs/repeat)")
+    p.add_argument(
+        "--out", help="folder of the results file <recipe>.json (default: results, or results/<dataset> for others)"
+    )
+    p.add_argument(
+        "--runs", help="folder of the per-seed run folders (default: runs/repeat, or runs/repeat/<dataset> for others)"
+    )
     add_data_args(p)
     p.set_defaults(func=cmd_repeat)
 
@@ -249,8 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     p.add_argument("--out", help="file to write (default: the checkpoint's name with .onnx or .torchscript.pt)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into neighbouring convolutions first")
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files, for the check (default: $TINYMNIST_DATA)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
+    add_dataset_args(p, "the checkpoint's")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -1,9 +1,9 @@
-"""Download MNIST into the cache: several mirrors tried in turn, retries, a progress bar,
-the SHA-256 of the decompressed content checked, and files renamed into place only once
-verified, so an interrupted download never leaves a file that looks complete.
+"""Download a dataset (`tinymnist.data.DATASETS`) into the cache: its mirrors tried in turn,
+retries, a progress bar, the SHA-256 of the decompressed content checked (decompressing no more
+than the file's expected size), and files renamed into place only once verified, so an
+interrupted download never leaves a file that looks complete.
 """
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -11,27 +11,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import zlib
 from pathlib import Path
 
 from tqdm import tqdm
 
-from tinymnist.data import FILES, DataError
+from tinymnist.data import DEFAULT, DataError, Dataset, expected_size, get, read_bytes
 
-# Tried in order; TINYMNIST_MIRRORS (comma-separated base URLs) replaces the list.
-MIRRORS = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-]
+# Each dataset's mirrors are tried in order; TINYMNIST_MIRRORS (comma-separated base URLs)
+# replaces the list of whichever dataset is downloaded.
 ATTEMPTS = 2  # per mirror and file
 TIMEOUT = 30  # seconds without data before a connection is given up
 CHUNK = 1 << 16
 
 
-def mirrors() -> list[str]:
+def mirrors(spec: Dataset) -> list[str]:
     env = os.environ.get("TINYMNIST_MIRRORS")
-    urls = env.split(",") if env else MIRRORS
+    urls = env.split(",") if env else spec.mirrors
     return [u.strip().rstrip("/") + "/" for u in urls if u.strip()]
 
 
@@ -58,27 +53,28 @@ def _fetch(url: str, dest: Path) -> None:
             raise OSError(f"transfer interrupted after {received} of {total} bytes")
 
 
-def _verified(path: Path, name: str) -> str | None:
-    """None if the gzip file holds MNIST's `name`, else what is wrong."""
+def _verified(path: Path, name: str, spec: Dataset) -> str | None:
+    """None if the file holds the dataset's `name`, else what is wrong."""
     try:
-        content = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, zlib.error) as e:
-        return f"corrupt gzip ({e})"
-    if hashlib.sha256(content).hexdigest() != FILES[name]:
+        content = read_bytes(path, expected_size(name))
+    except DataError as e:
+        return str(e).removeprefix(f"{path}: ")
+    if hashlib.sha256(content).hexdigest() != spec.files[name]:
         return "checksum mismatch"
     return None
 
 
-def download_file(name: str, folder: Path) -> Path:
-    """Fetch `name`.gz into `folder` from the first mirror that serves the right content."""
+def download_file(name: str, folder: Path, dataset: str = DEFAULT) -> Path:
+    """Fetch `name`.gz into `folder` from the first mirror that serves the dataset's content."""
+    spec = get(dataset)
     final = folder / f"{name}.gz"
     part = folder / f"{name}.gz.part"
     errors = []
-    for base in mirrors():
+    for base in mirrors(spec):
         for attempt in range(ATTEMPTS):
             try:
                 _fetch(base + final.name, part)
-                problem = _verified(part, name)
+                problem = _verified(part, name, spec)
             except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
                 problem = str(getattr(e, "reason", None) or e)
             if problem is None:
@@ -92,13 +88,13 @@ def download_file(name: str, folder: Path) -> Path:
     raise DataError(f"could not download {final.name}: " + "; ".join(errors))
 
 
-def download_mnist(folder: Path, hint: str = "") -> None:
+def download_dataset(spec: Dataset, folder: Path, hint: str = "") -> None:
     """Download whichever of the four files `folder` lacks. `hint` is added to a failure."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
+    for name in spec.files:
         if not (folder / f"{name}.gz").is_file() and not (folder / name).is_file():
             print(f"downloading {name}.gz into {folder}", file=sys.stderr)
             try:
-                download_file(name, folder)
+                download_file(name, folder, spec.name)
             except DataError as e:
                 raise DataError(f"{e}. {hint}" if hint else str(e)) from None

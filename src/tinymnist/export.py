@@ -1,8 +1,9 @@
 """Export a trained model to ONNX or TorchScript, checked against PyTorch before it is kept.
 
 The exported model has a dynamic batch dimension and takes what the PyTorch model takes:
-float32 images (N, 1, 28, 28), normalised as `tinymnist.data.normalize` does
-((x / 255 - 0.1307) / 0.3081), and returns (N, 10) logits. The serialised model is loaded
+float32 images (N, 1, 28, 28), normalised as `tinymnist.data.normalize` does with the constants
+of the dataset it was trained on ((x / 255 - mean) / std: 0.1307, 0.3081 for MNIST; see
+`tinymnist.data.DATASETS`), and returns (N, 10) logits. The serialised model is loaded
 back (ONNX with onnxruntime), run on a batch of test images, and written (atomically) only if
 its logits are within TOLERANCE of the PyTorch model's and its predictions identical.
 """
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from tinymnist.checkpoint import atomic_write
-from tinymnist.data import normalize
+from tinymnist.data import DEFAULT, normalize
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import logits_of
 from tinymnist.fold import fold_batchnorm
@@ -93,16 +94,18 @@ def torchscript_logits(model: bytes, images: torch.Tensor) -> torch.Tensor:
         return torch.jit.load(io.BytesIO(model))(images)
 
 
-def export(model: nn.Module, fmt: str, path: Path, check_images: torch.Tensor, fold_bn: bool = False) -> Parity:
+def export(
+    model: nn.Module, fmt: str, path: Path, check_images: torch.Tensor, fold_bn: bool = False, dataset: str = DEFAULT
+) -> Parity:
     """Write `model` as `fmt` to `path` if it matches PyTorch on `check_images` (uint8 (N, 28, 28))."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
     model = model.cpu().eval()
-    reference = logits_of(model, check_images.cpu())
+    reference = logits_of(model, check_images.cpu(), dataset=dataset)
     exported = fold_batchnorm(model) if fold_bn else model
     to_bytes, run = (onnx_bytes, onnx_logits) if fmt == "onnx" else (torchscript_bytes, torchscript_logits)
     data = to_bytes(exported)
-    parity = compare(reference, run(data, normalize(check_images.cpu())))
+    parity = compare(reference, run(data, normalize(check_images.cpu(), dataset)))
     if not parity.ok:
         raise ExportError(
             f"{path}: not written, the {fmt} model differs from PyTorch (max abs difference of "

@@ -50,7 +50,7 @@ class GraphEngine:
         r, d = self.recipe, self.data
         idx = self.order.index_select(0, self.i).squeeze(0)
         x = d.train_images[idx].unsqueeze(1).float().div_(255)
-        x = normalize(random_affine(x, r.degrees, r.translate, r.scale))
+        x = normalize(random_affine(x, r.degrees, r.translate, r.scale), d.dataset)
         if r.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = d.train_labels[idx]

@@ -1,9 +1,13 @@
-"""Real image files to MNIST-style 28x28 digits, the way MNIST itself was made.
+"""Real image files to 28x28 network inputs, the way the dataset itself was made.
 
-The ink is separated from the paper (either polarity: dark ink on light paper is detected
-from the border and inverted), cropped to its bounding box, scaled to fit 20x20 keeping the
-aspect ratio, and placed in a 28x28 field with its centre of mass at the centre. `predict`
-and `serve` share this one code path.
+Digits (MNIST, framing "digit"): the ink is separated from the paper (either polarity: dark ink
+on light paper is detected from the border and inverted), cropped to its bounding box, scaled
+to fit 20x20 keeping the aspect ratio, and placed in a 28x28 field with its centre of mass at
+the centre. Articles (Fashion-MNIST, framing "product"), as its authors converted Zalando's
+product photos: the background is trimmed, the longest side scaled to 28, the box centred and
+the intensities negated (a light background becomes black), with the article's own shading
+kept rather than stretched, since a grey coat and a white shirt differ by it. `predict` and
+`serve` share this one code path (`to_input`).
 """
 
 import io
@@ -20,6 +24,7 @@ MAX_PIXELS = 40_000_000  # declared width x height above this is refused (decomp
 WORK_SIDE = 512  # images are downscaled to at most this side before any processing
 MIN_CONTRAST = 32  # ink must differ from the paper by this much (of 255) to count as ink
 INK_THRESHOLD = 0.25  # fraction of the strongest ink that counts for the bounding box
+TRIM_THRESHOLD = 0.05  # articles: differing from the background by 5% counts (Fashion-MNIST's trim)
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -78,21 +83,49 @@ def to_mnist(img: Image.Image, name: str = "image") -> torch.Tensor:
     a = ink(img)
     if a.max() < MIN_CONTRAST:
         raise ImageError(f"{name}: no ink found (the image is blank or has too little contrast)")
-    a = a * (255 / a.max())
-    rows, cols = np.nonzero(a >= INK_THRESHOLD * 255)
-    a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    h, w = a.shape
-    scale = 20 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    digit = np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.LANCZOS), dtype=np.float32)
+    digit = crop_and_fit(a * (255 / a.max()), INK_THRESHOLD * 255, 20)
     total = digit.sum()
     cy = (digit.sum(1) * np.arange(digit.shape[0])).sum() / total
     cx = (digit.sum(0) * np.arange(digit.shape[1])).sum() / total
     top = int(np.clip(round(13.5 - cy), 0, 28 - digit.shape[0]))
     left = int(np.clip(round(13.5 - cx), 0, 28 - digit.shape[1]))
+    return placed(digit, top, left)
+
+
+def crop_and_fit(a: np.ndarray, threshold: float, side: int) -> np.ndarray:
+    """The bounding box of the values >= threshold, scaled to fit side x side keeping its aspect ratio."""
+    rows, cols = np.nonzero(a >= threshold)
+    a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = a.shape
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.LANCZOS), dtype=np.float32)
+
+
+def placed(item: np.ndarray, top: int, left: int) -> torch.Tensor:
+    """`item` in a black 28x28 uint8 field with its corner at (top, left)."""
     out = np.zeros((28, 28), dtype=np.float32)
-    out[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    out[top : top + item.shape[0], left : left + item.shape[1]] = item
     return torch.from_numpy(np.clip(out, 0, 255).round().astype(np.uint8))
+
+
+def to_fashion(img: Image.Image, name: str = "image") -> torch.Tensor:
+    """The 28x28 uint8 article the network sees, made as Fashion-MNIST's images were."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:  # a cut-out: put it on white
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+    a = ink(img)
+    if a.max() < MIN_CONTRAST:
+        raise ImageError(f"{name}: no article found (the image is blank or has too little contrast)")
+    item = crop_and_fit(a, TRIM_THRESHOLD * 255, 28)
+    return placed(item, (28 - item.shape[0]) // 2, (28 - item.shape[1]) // 2)
+
+
+FRAMINGS = {"digit": to_mnist, "product": to_fashion}  # tinymnist.data.Dataset.framing
+
+
+def to_input(img: Image.Image, framing: str, name: str = "image") -> torch.Tensor:
+    """The 28x28 uint8 input of a network trained on a dataset with this framing."""
+    return FRAMINGS[framing](img, name)
 
 
 def image_files(paths: list[str | Path]) -> list[Path]:

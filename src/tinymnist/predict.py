@@ -1,6 +1,6 @@
-"""Predict digits in real image files with a trained model.
+"""Predict the class (a digit, or a Fashion-MNIST article) of real image files with a trained model.
 
-Each file goes through `tinymnist.images` (the MNIST-style preprocessing shared with
+Each file goes through `tinymnist.images` (the dataset's own preprocessing, shared with
 `serve`); the files that could not be read are reported one by one and the rest are
 predicted in one batch.
 """
@@ -12,13 +12,15 @@ import torch
 from torch import nn
 
 from tinymnist import images
+from tinymnist.data import DEFAULT, get
 from tinymnist.evaluation import logits_of
 
 
 @dataclass
 class Prediction:
     file: str
-    top: list[tuple[int, float]]  # (digit, probability), most probable first
+    top: list[tuple[int, float]]  # (class, probability), most probable first
+    classes: tuple[str, ...]  # the dataset's class names
 
     @property
     def digit(self) -> int:
@@ -32,29 +34,33 @@ class Prediction:
         return {
             "file": self.file,
             "digit": self.digit,
+            "label": self.classes[self.digit],
             "probability": round(self.probability, 6),
-            "top": [{"digit": d, "probability": round(p, 6)} for d, p in self.top],
+            "top": [{"digit": d, "label": self.classes[d], "probability": round(p, 6)} for d, p in self.top],
         }
 
 
-def probabilities(model: nn.Module, digits: torch.Tensor) -> torch.Tensor:
-    """(N, 10) class probabilities of uint8 (N, 28, 28) MNIST-style digits."""
-    return logits_of(model, digits).softmax(1)
+def probabilities(model: nn.Module, digits: torch.Tensor, dataset: str = DEFAULT) -> torch.Tensor:
+    """(N, 10) class probabilities of uint8 (N, 28, 28) inputs prepared as `dataset`'s images."""
+    return logits_of(model, digits, dataset=dataset).softmax(1)
 
 
-def predict_files(model: nn.Module, files: list[Path], top: int = 1) -> list[Prediction | images.ImageError]:
+def predict_files(
+    model: nn.Module, files: list[Path], top: int = 1, dataset: str = DEFAULT
+) -> list[Prediction | images.ImageError]:
     """A prediction, or the error that stopped it, for each file, in order."""
+    spec = get(dataset)
     results: list[Prediction | images.ImageError | None] = []
     read, digits = [], []
     for i, path in enumerate(files):
         try:
-            digits.append(images.to_mnist(images.read(path), str(path)))
+            digits.append(images.to_input(images.read(path), spec.framing, str(path)))
             read.append(i)
             results.append(None)  # filled in below, once the batch is predicted
         except images.ImageError as e:
             results.append(e)
     if digits:
-        values, indices = probabilities(model, torch.stack(digits)).topk(top, dim=1)
+        values, indices = probabilities(model, torch.stack(digits), dataset).topk(top, dim=1)
         for i, v, d in zip(read, values.tolist(), indices.tolist(), strict=True):
-            results[i] = Prediction(str(files[i]), list(zip(d, v, strict=True)))
+            results[i] = Prediction(str(files[i]), list(zip(d, v, strict=True)), spec.classes)
     return results

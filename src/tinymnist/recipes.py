@@ -66,6 +66,15 @@ RECIPES: dict[str, Recipe] = {
     "tiny3k": replace(SEED, model="tiny3k", epochs=18, weight_decay=5e-5, **SMALL),
 }
 
+# --- Fashion-MNIST (train with --dataset fashion-mnist; docs/datasets.md) ---------------------
+# The same recipes without rotation: Fashion-MNIST's articles are product photos, always upright
+# (a rotated shirt or boot is an image its test set never holds), while handwriting slants.
+# Kept only if the validation split agrees (scripts/fashion_results.py; results/fashion-mnist/validation/).
+RECIPES |= {
+    "fashion-seed": replace(RECIPES["seed"], degrees=0.0),
+    "fashion-tiny3k": replace(RECIPES["tiny3k"], degrees=0.0),
+}
+
 
 def get(name: str) -> Recipe:
     if name not in RECIPES:

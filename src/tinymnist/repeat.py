@@ -21,12 +21,20 @@ from tinymnist.recipes import Recipe, from_dict, to_dict
 from tinymnist.training import pick_device, train
 
 
-def train_seed(recipe: Recipe, seed: int, run_dir: Path, data_dir: str | None, device: str, threads: int) -> dict:
+def train_seed(
+    recipe: Recipe,
+    seed: int,
+    run_dir: Path,
+    data_dir: str | None,
+    device: str,
+    threads: int,
+    dataset: str = data.DEFAULT,
+) -> dict:
     """Train one seed (resuming its run folder if it was interrupted); returns its result row."""
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)
-    mnist = data.load(data_dir).to(dev)
+    mnist = data.load(data_dir, dataset=dataset).to(dev)
     start = time.perf_counter()
     resume = (run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file()
     final = train(
@@ -63,22 +71,27 @@ def repeat(
     data_dir: str | None = None,
     device: str = "auto",
     jobs: int = 1,
+    dataset: str = data.DEFAULT,
     log=print,
 ) -> dict:
     """Train the seeds that `out` lacks and return the updated results."""
     existing = results.read(out)
     if existing and from_dict(existing.get("recipe") or {}) != recipe:
         raise TinyMnistError(f"{out}: made with a different {recipe_name!r} recipe; move it away to start over")
+    if existing and existing.get("dataset", data.DEFAULT) != dataset:
+        raise TinyMnistError(
+            f"{out}: results on {existing.get('dataset', data.DEFAULT)}, not {dataset}; use another --out"
+        )
     done = {r["seed"] for r in existing["runs"]} if existing else set()
     todo = [s for s in range(1, seeds + 1) if s not in done]
-    state = existing or {"name": recipe_name, "recipe": to_dict(recipe), "runs": []}
+    state = existing or {"name": recipe_name, "dataset": dataset, "recipe": to_dict(recipe), "runs": []}
     state["machine"] = results.machine(pick_device(device))
     log(f"{recipe_name}: {len(done)} of {seeds} seeds already in {out}; training {todo or 'none'}")
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     if threads:
         state["machine"]["torch_threads"] = threads  # per job
     state["machine"]["jobs"] = jobs
-    args = [(recipe, s, runs / f"{recipe_name}-seed{s}", data_dir, device, threads) for s in todo]
+    args = [(recipe, s, runs / f"{recipe_name}-seed{s}", data_dir, device, threads, dataset) for s in todo]
 
     def record(row: dict) -> None:
         state["runs"] = sorted([r for r in state["runs"] if r["seed"] != row["seed"]] + [row], key=lambda r: r["seed"])

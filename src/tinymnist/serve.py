@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 
 from tinymnist import checkpoint, images
-from tinymnist.data import normalize
+from tinymnist.data import DEFAULT, get, normalize
 from tinymnist.errors import TinyMnistError
 from tinymnist.models import count_parameters
 from tinymnist.predict import probabilities as class_probabilities
@@ -36,8 +36,9 @@ MultiPartParser.spool_max_size = MAX_BODY
 
 
 class Prediction(BaseModel):
-    digit: int = Field(description="the predicted digit, 0-9")
-    probabilities: list[float] = Field(description="softmax probability of each digit 0-9, in order")
+    digit: int = Field(description="the predicted class, 0-9 (for MNIST, the digit)")
+    label: str = Field(description="the predicted class's name (for MNIST, the digit; for Fashion-MNIST, the article)")
+    probabilities: list[float] = Field(description="softmax probability of each class 0-9, in order")
     image: list[list[int]] = Field(description="the 28x28 image the network saw: rows of ink values 0-255")
     feature_maps: list[list[list[int]]] | None = Field(
         None, description="with ?feature_maps=true: each output channel of the first convolution, scaled to 0-255"
@@ -97,6 +98,7 @@ def create_app(run: str | Path) -> FastAPI:
     """The app serving the model of a run folder or checkpoint file (loaded here, once)."""
     model, ckpt = checkpoint.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
+    spec = get(ckpt.get("dataset", DEFAULT))
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     app = FastAPI(
         title="tinymnist",
@@ -127,17 +129,19 @@ def create_app(run: str | Path) -> FastAPI:
         """The image is preprocessed exactly as by `tinymnist predict` (tinymnist.images)."""
         data = file.file.read(images.MAX_BYTES + 1)
         try:
-            digit_image = images.to_mnist(images.decode(data, file.filename or "upload"), file.filename or "upload")
+            upload = file.filename or "upload"
+            digit_image = images.to_input(images.decode(data, upload), spec.framing, upload)
         except images.ImageError as e:
             raise HTTPException(413 if len(data) > images.MAX_BYTES else 422, str(e)) from None
         batch = digit_image.unsqueeze(0)
-        probabilities = class_probabilities(model, batch)[0]
+        probabilities = class_probabilities(model, batch, spec.name)[0]
         maps = None
         if feature_maps:
             with torch.inference_mode():
-                maps = scaled_to_bytes(first_conv(normalize(batch))[0])
+                maps = scaled_to_bytes(first_conv(normalize(batch, spec.name))[0])
         return Prediction(
             digit=int(probabilities.argmax()),
+            label=spec.classes[int(probabilities.argmax())],
             probabilities=probabilities.tolist(),
             image=digit_image.tolist(),
             feature_maps=maps,

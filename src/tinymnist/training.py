@@ -28,7 +28,7 @@ from tqdm import tqdm
 import tinymnist
 from tinymnist import checkpoint, models, plots, precision, results
 from tinymnist.augment import random_affine
-from tinymnist.data import MNIST, normalize
+from tinymnist.data import DEFAULT, MNIST, normalize
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
 from tinymnist.graph import GraphEngine
@@ -92,7 +92,7 @@ class EagerEngine:
         for i in tqdm(range(self.steps), disable=not self.progress, leave=False, unit="batch"):
             idx = order[i * bs : (i + 1) * bs]
             x = data.train_images[idx].unsqueeze(1).float().div_(255)
-            x = normalize(random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator))
+            x = normalize(random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator), data.dataset)
             if recipe.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.train_labels[idx]
@@ -194,6 +194,10 @@ def train(
 
     if resume:
         state = checkpoint.read(out / checkpoint.LAST, device)
+        if state.get("dataset", DEFAULT) != data.dataset:
+            raise TinyMnistError(
+                f"{out}: a run on {state.get('dataset', DEFAULT)}, not {data.dataset}; cannot resume it"
+            )
         model.load_state_dict(state["state_dict"])
         runner.load_state_dict(state)
         history = state["history"]
@@ -202,6 +206,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         config = {
             "recipe": to_dict(recipe),
+            "dataset": data.dataset,
             "seed": seed,
             "split": split,
             "parameters": parameters,
@@ -228,7 +233,7 @@ def train(
         start = time.perf_counter()
         train_loss, train_acc = runner.epoch(generator)
         seconds = time.perf_counter() - start - runner.capture_seconds
-        result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last)
+        result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last, data.dataset)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -252,6 +257,7 @@ def train(
                 "model": recipe.model,
                 "state_dict": model.state_dict(),
                 "recipe": to_dict(recipe),
+                "dataset": data.dataset,
                 "seed": seed,
                 "engine": engine,
                 **runner.state_dict(),
@@ -271,6 +277,7 @@ def train(
         "model": recipe.model,
         "state_dict": model.state_dict(),
         "recipe": to_dict(recipe),
+        "dataset": data.dataset,
         "seed": seed,
         "parameters": parameters,
         "split": split,
