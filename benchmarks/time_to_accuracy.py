@@ -46,8 +46,7 @@ class NotebookMNIST(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (self.images[i].float() / 255 - data.MEAN) / data.STD
-        return x.unsqueeze(0), self.labels[i]
+        return data.normalize(self.images[i][None])[0], self.labels[i]  # (1, 28, 28)
 
 
 def baseline(mnist: data.MNIST, device: torch.device, max_epochs: int, log) -> dict:

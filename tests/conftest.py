@@ -7,6 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,21 @@ def mnist(mnist_dir):
     from tinymnist import data
 
     return data.load(mnist_dir, download=False)
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Fashion-MNIST's four original files, from Debian's dataset-fashion-mnist (.ci/run installs it)."""
+    if not (FASHION / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST not at {FASHION}: apt-get install dataset-fashion-mnist (as .ci/run does)")
+    return FASHION
+
+
+@pytest.fixture(scope="session")
+def fashion(fashion_dir):
+    from tinymnist import data
+
+    return data.load(fashion_dir, download=False, dataset="fashion-mnist")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Small builders shared by the tests: IDX files and an MNIST subset."""
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,4 +22,10 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True, magic: int |
 
 
 def subset(data: MNIST, train: int, test: int) -> MNIST:
-    return MNIST(data.train_images[:train], data.train_labels[:train], data.test_images[:test], data.test_labels[:test])
+    return replace(
+        data,
+        train_images=data.train_images[:train],
+        train_labels=data.train_labels[:train],
+        test_images=data.test_images[:test],
+        test_labels=data.test_labels[:test],
+    )

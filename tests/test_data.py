@@ -1,5 +1,10 @@
 import gzip
+import os
 import shutil
+import subprocess
+import sys
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -29,8 +34,8 @@ def test_real_mnist_loads(mnist):
     assert mnist.train_images.shape == (60000, 28, 28) and mnist.train_images.dtype == torch.uint8
     assert mnist.test_images.shape == (10000, 28, 28)
     assert mnist.train_labels.shape == (60000,) and int(mnist.train_labels.max()) == 9
-    mean = mnist.train_images.float().div(255)
-    assert abs(mean.mean().item() - data.MEAN) < 1e-3 and abs(mean.std().item() - data.STD) < 1e-3
+    pixels, spec = mnist.train_images.float().div(255), data.DATASETS["mnist"]
+    assert abs(pixels.mean().item() - spec.mean) < 1e-3 and abs(pixels.std().item() - spec.std) < 1e-3
 
 
 def test_torchvision_layout_and_uncompressed_files(tmp_path, mnist_dir):
@@ -113,3 +118,60 @@ def test_missing_files_say_the_three_ways(tmp_path, trained_checkpoint, capsys):
 def test_wrong_magic_unit():
     with pytest.raises(data.DataError, match="wrong magic number"):
         data.parse_idx(idx_bytes(np.zeros((2, 28, 28), np.uint8)), "f", data.LABELS_MAGIC)
+
+
+def test_unknown_dataset_is_one_line(capsys):
+    assert main(["train", "--dataset", "cifar10", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--dataset 'cifar10': unknown dataset; choose from: mnist, fashion-mnist" in err
+
+
+def test_an_explicit_folder_is_the_only_place_looked_at(data_copy, mnist_dir, trained_checkpoint, capsys):
+    cache = data.cache_dir()  # a complete MNIST in the cache must not stand in for the missing file
+    shutil.copytree(mnist_dir, cache, ignore=shutil.ignore_patterns("*.part"))
+    (data_copy / "train-labels-idx1-ubyte.gz").unlink()
+    code, err = run_evaluate(data_copy, trained_checkpoint, capsys)
+    assert code == 2 and f"{data_copy} lacks train-labels-idx1-ubyte" in err and "only place looked at" in err
+
+
+def test_fashion_files_under_mnist_names_are_named(fashion_dir, trained_checkpoint, capsys):
+    code, err = run_evaluate(fashion_dir, trained_checkpoint, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "checksum mismatch" in err and "it is Fashion-MNIST's" in err and "--dataset fashion-mnist" in err
+
+
+def gzip_bomb(path, header: bytes, size: int) -> None:
+    """A small gzip file that decompresses to `size` bytes: an IDX header, then zeros."""
+    packer, zeros = zlib.compressobj(1, zlib.DEFLATED, 31), bytes(1 << 20)
+    with open(path, "wb") as f:
+        f.write(packer.compress(header))
+        for _ in range(size >> 20):
+            f.write(packer.compress(zeros))
+        f.write(packer.flush())
+
+
+def test_gzip_bomb_is_refused_in_bounded_memory(data_copy, trained_checkpoint, capsys):
+    labels = data_copy / "t10k-labels-idx1-ubyte.gz"
+    gzip_bomb(labels, idx_bytes(np.zeros(0, np.uint8))[:4] + (64 << 20).to_bytes(4, "big"), 64 << 20)
+    assert labels.stat().st_size < 1 << 20  # under 1 MB on disk, 64 MB decompressed
+    tracemalloc.start()
+    with pytest.raises(data.DataError, match="content larger than 10,008 bytes"):
+        data.read_bytes(labels, data.expected_size("t10k-labels-idx1-ubyte"))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20  # read no further than the file's expected size
+    code, err = run_evaluate(data_copy, trained_checkpoint, capsys)
+    assert code == 2 and "gzip bomb" in err and err.count("\n") == 1
+
+
+def test_unreadable_folder_is_one_line(tmp_path, trained_checkpoint):
+    """chmod 000 on the data folder; root (who reads anything) runs the command without that power."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o000)
+    argv = [sys.executable, "-m", "tinymnist", "evaluate", str(trained_checkpoint), "--data-dir", str(locked)]
+    if os.geteuid() == 0:
+        argv = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    locked.chmod(0o700)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"tinymnist: error: {locked}: cannot read the folder (Permission denied)\n"

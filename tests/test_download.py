@@ -1,6 +1,7 @@
 """The downloader against a local HTTP server on 127.0.0.1 that serves ../shared/mnist."""
 
 import functools
+import gzip
 import http.server
 import shutil
 import threading
@@ -95,3 +96,32 @@ def test_no_network_is_a_clear_error(monkeypatch, tmp_path, capsys, trained_chec
     assert lines[0].startswith("downloading ")  # says what it tries, then one line of error
     assert code == 2 and lines[-1].startswith("tinymnist: error: could not download train-images-idx3-ubyte.gz")
     assert "TINYMNIST_DATA" in lines[-1] and "Traceback" not in "\n".join(lines)
+
+
+def test_fashion_downloads_into_its_own_cache(serve, monkeypatch, fashion_dir):
+    monkeypatch.setenv("TINYMNIST_MIRRORS", serve(fashion_dir))
+    monkeypatch.delenv("TINYMNIST_FASHION_DATA", raising=False)
+    loaded = data.load(dataset="fashion-mnist")
+    assert loaded.dataset == "fashion-mnist" and len(loaded.train_labels) == 60000
+    assert data.cache_dir("fashion-mnist") != data.cache_dir() and not data.cache_dir().exists()
+    names = sorted(p.name for p in data.cache_dir("fashion-mnist").iterdir())
+    assert names == sorted(f"{n}.gz" for n in data.FILES)
+
+
+def test_a_mirror_serving_the_other_dataset_is_skipped(serve, monkeypatch, mnist_dir, fashion_dir, tmp_path):
+    monkeypatch.setenv("TINYMNIST_MIRRORS", f"{serve(mnist_dir)},{serve(fashion_dir)}")
+    path = download.download_file("t10k-labels-idx1-ubyte", tmp_path, "fashion-mnist")
+    assert path.read_bytes() == (fashion_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
+
+
+def test_a_gzip_bomb_from_a_mirror_is_refused(serve, monkeypatch, tmp_path):
+    bomb = tmp_path / "bomb"
+    bomb.mkdir()
+    header = (2049).to_bytes(4, "big") + (32 << 20).to_bytes(4, "big")
+    (bomb / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + bytes(32 << 20), 1))
+    monkeypatch.setenv("TINYMNIST_MIRRORS", serve(bomb))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(data.DataError, match="content larger than 10,008 bytes"):
+        download.download_file("t10k-labels-idx1-ubyte", dest)
+    assert list(dest.iterdir()) == []
