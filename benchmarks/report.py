@@ -1,6 +1,7 @@
-"""Regenerate the README's results tables and the Pareto plot from the JSON files in results/.
+"""Regenerate the README's results tables and the Pareto plots from the JSON files in results/.
 
-    python benchmarks/report.py     # rewrites the marked blocks of README.md and docs/pareto.png
+    python benchmarks/report.py     # rewrites the marked blocks of README.md and docs/datasets.md,
+                                    # docs/pareto.png and docs/pareto-fashion-mnist.png
 
 Every figure in the tables comes from a results file that `tinymnist repeat` (or another
 benchmark in this folder) wrote from a real run; nothing is typed in by hand.
@@ -151,8 +152,42 @@ def serve_table(path: Path) -> str:
     )
 
 
-def pareto_plot(results: list[dict], out: Path) -> None:
-    """Final-epoch test accuracy (mean ± std over seeds) against parameters and against MACs."""
+def fashion_table(results: list[dict], anchors: dict) -> str:
+    """tinymnist's Fashion-MNIST rows beside the anchors that state a parameter count."""
+    rows = [
+        "| dataset | what | parameters | epochs | seeds | final test accuracy, mean ± std | min "
+        "| train time per run | machine | reproduce |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        s, runs = r["summary"], r["runs"]
+        seconds = sum(x["train_seconds"] for x in runs) / len(runs)
+        pending = "" if s["seeds"] >= 5 else f" ({5 - s['seeds']} pending)"
+        rows.append(
+            f"| {r['dataset']} | tinymnist `{r['name']}` (`{r['recipe']['model']}`) | {runs[0]['parameters']:,} "
+            f"| {r['recipe']['epochs']} | {s['seeds']}{pending} | {s['mean']:.2%} ± {s['std']:.2%} | {s['min']:.2%} "
+            f"| {seconds:.0f} s | {machine_line(r['machine'])} "
+            f"| `tinymnist repeat --dataset {r['dataset']} --recipe {r['name']} --seeds 5` |"
+        )
+    if not results:
+        rows.append("| fashion-mnist | tinymnist: no results yet (`python scripts/fashion_results.py`) |" + " — |" * 8)
+    for a in sorted(anchors["rows"], key=lambda a: a["parameters"] or 0):
+        if a["parameters"] is not None:
+            rows.append(
+                f"| fashion-mnist | anchor: {a['classifier']} ({a['submitter']}; submitted to the dataset's README) "
+                f"| {a['parameters_as_stated']} | — | — | {a['fashion_test_accuracy']:.1%} | — | — | — "
+                "| `python scripts/fashion_anchors.py` |"
+            )
+    return "\n".join(rows)
+
+
+def pareto_plot(
+    results: list[dict], out: Path, title: str, target: float | None = 99.4, anchors: list[dict] = ()
+) -> None:
+    """Final-epoch test accuracy (mean ± std over seeds) against parameters and against MACs.
+
+    Anchors (other people's networks, parameter count only) are drawn as grey crosses on the left.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,23 +209,27 @@ def pareto_plot(results: list[dict], out: Path) -> None:
                 xytext=(6, -12),
                 fontsize=8,
             )
+    for a in anchors:
+        axes[0].plot(a["parameters"], 100 * a["fashion_test_accuracy"], "x", color="grey")
+        axes[0].annotate(a["parameters_as_stated"], (a["parameters"], 100 * a["fashion_test_accuracy"]), fontsize=7)
     for ax, label in zip(axes, ("trainable parameters", "multiply-accumulates per image"), strict=True):
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # major labels only: no overlap
         ax.set_xlabel(label)
-        ax.axhline(99.4, color="grey", linestyle="--", linewidth=1)
+        if target is not None:
+            ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("final-epoch test accuracy (%), mean ± std")
-    fig.suptitle("tinymnist: what a parameter budget buys on MNIST (dashed: 99.40%)")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
-def replace_block(text: str, name: str, body: str) -> str:
+def replace_block(text: str, name: str, body: str, where: str = "README.md") -> str:
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        sys.exit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+        sys.exit(f"{where} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
@@ -212,10 +251,26 @@ def main() -> None:
     text = replace_block(text, "validation", validation_table(sorted((folder / "validation").glob("*.json"))))
     text = replace_block(text, "serve", serve_table(folder / "serve_load.json"))
     readme.write_text(text)
-    pareto_plot(accuracy, ROOT / "docs" / "pareto.png")
+    pareto_plot(
+        accuracy, ROOT / "docs" / "pareto.png", "tinymnist: what a parameter budget buys on MNIST (dashed: 99.40%)"
+    )
+    fashion = [r for r in load(sorted((folder / "fashion-mnist").glob("*.json"))) if "summary" in r]
+    fashion.sort(key=lambda r: -r["runs"][0]["parameters"])
+    anchors = json.loads((folder / "fashion-mnist" / "anchors.json").read_text())
+    datasets = ROOT / "docs" / "datasets.md"
+    text = replace_block(datasets.read_text(), "fashion", fashion_table(fashion, anchors), datasets.name)
+    fashion_validation = sorted((folder / "fashion-mnist" / "validation").glob("*.json"))
+    datasets.write_text(replace_block(text, "fashion-validation", validation_table(fashion_validation), datasets.name))
+    pareto_plot(
+        fashion,
+        ROOT / "docs" / "pareto-fashion-mnist.png",
+        "tinymnist on Fashion-MNIST (grey crosses: networks submitted to the dataset's README, as stated)",
+        target=None,
+        anchors=[a for a in anchors["rows"] if a["parameters"] is not None],
+    )
     print(
         f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed, {len(engine)} engine "
-        "and 1 serve results files"
+        f"and 1 serve results files; docs/datasets.md: {len(fashion)} Fashion-MNIST results files"
     )
 
 
