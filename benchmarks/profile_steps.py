@@ -2,12 +2,14 @@
 
     python benchmarks/profile_steps.py --recipe fast --steps 100
 
-Runs the recipe's own training step (augmentation included) on MNIST batches and writes the
-operators sorted by their own CPU time to results/profile-<recipe>-<device>.txt.
+Runs the recipe's own training step (augmentation included) on batches of the dataset (MNIST;
+`--dataset fashion-mnist`) and writes the operators sorted by their own CPU time to
+results/[<dataset>/]profile-<recipe>-<device>.txt.
 """
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,14 +27,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--device", default="auto")
     p.add_argument("--engine", default="auto", help="auto (graph on CUDA, else eager), eager or graph")
+    p.add_argument("--dataset", default=data.DEFAULT, choices=list(data.DATASETS))
     p.add_argument("--data-dir")
     p.add_argument("--out", default="results")
     args = p.parse_args()
     device = pick_device(args.device)
     recipe = get(args.recipe)
-    mnist = data.load(args.data_dir).to(device)
+    mnist = data.load(args.data_dir, dataset=args.dataset).to(device)
     n = args.steps * recipe.batch_size
-    mnist = data.MNIST(mnist.train_images[:n], mnist.train_labels[:n], mnist.test_images, mnist.test_labels)
+    mnist = replace(mnist, train_images=mnist.train_images[:n], train_labels=mnist.train_labels[:n])
     model = models.create(recipe.model).to(device)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -51,12 +54,12 @@ def main() -> None:
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
     m = results.machine(device)
     header = (
-        f"{args.recipe} ({recipe.model}), {args.steps} training steps of batch {recipe.batch_size}, "
+        f"{args.recipe} ({recipe.model}), {args.steps} training steps of batch {recipe.batch_size} on {args.dataset}, "
         f"{engine} engine, {'bf16 autocast' if bf16 else 'float32'}; "
         f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']}\n"
         f"command: python benchmarks/profile_steps.py {' '.join(sys.argv[1:])}\n\n"
     )
-    out = Path(args.out) / f"profile-{args.recipe}-{device.type}.txt"
+    out = Path(args.out) / data.subfolder(args.dataset) / f"profile-{args.recipe}-{device.type}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + table + "\n")
     print(header + table)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from tinymnist import checkpoint, results
+from tinymnist import checkpoint, data, results
 from tinymnist.cli import main as tinymnist
 
 DATASET = "fashion-mnist"
@@ -28,7 +28,7 @@ VAL = 5000
 CANDIDATES = {"tiny3k": "fashion-tiny3k"}  # with rotation (the MNIST recipe) -> without
 FOLLOWS = {"tiny3k": "seed", "fashion-tiny3k": "fashion-seed"}  # the seed network takes the same choice
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "results" / DATASET
+OUT = ROOT / "results" / data.subfolder(DATASET)
 RUNS = ROOT / "runs" / "fashion-validation"
 
 

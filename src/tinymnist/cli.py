@@ -129,10 +129,8 @@ def cmd_repeat(args: argparse.Namespace) -> None:
         raise TinyMnistError("--seeds and --jobs must be at least 1")
     recipe = recipes.get(args.recipe)
     spec = data.get(args.dataset or data.DEFAULT)
-    # Each dataset's results and seed runs have their own folders: results/fashion-mnist/, ...
-    sub = "" if spec.name == data.DEFAULT else spec.name
-    out = Path(args.out or Path("results") / sub) / f"{args.recipe}.json"
-    runs = Path(args.runs or Path("runs/repeat") / sub)
+    out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{args.recipe}.json"
+    runs = Path(args.runs or Path("runs/repeat") / data.subfolder(spec.name))
     load_data(args, torch.device("cpu"))  # check (or download) the dataset once, before any seed starts
     state = repeat(args.recipe, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
     s = state.get("summary")

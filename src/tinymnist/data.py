@@ -145,6 +145,11 @@ class MNIST:
         return MNIST(*(t.to(device) for t in tensors), self.dataset)
 
 
+def subfolder(dataset: str) -> str:
+    """Where a dataset's results and runs go inside results/ and runs/...: MNIST's at the top."""
+    return "" if dataset == DEFAULT else dataset
+
+
 def cache_dir(dataset: str = DEFAULT) -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "tinymnist" / dataset
