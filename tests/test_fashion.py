@@ -77,6 +77,17 @@ def test_a_fashion_model_given_to_an_mnist_command(fashion_run, tmp_path, capsys
     assert {p.name: p.read_bytes() for p in fashion_run.iterdir()} == before and not list(tmp_path.iterdir())
 
 
+def test_export_checks_on_fashion_images(fashion_run, fashion, fashion_dir, tmp_path):
+    out = tmp_path / "model.pt"
+    argv = ["export", str(fashion_run), "--format", "torchscript", "--data-dir", str(fashion_dir), "--out", str(out)]
+    assert main(argv) == 0 and out.is_file()
+    exported = torch.jit.load(out)
+    x = data.normalize(fashion.test_images[:8], "fashion-mnist")
+    model = checkpoint.load_model(fashion_run)[0]
+    with torch.inference_mode():
+        assert torch.allclose(exported(x), model(x), atol=1e-4)  # input normalised with Fashion-MNIST's constants
+
+
 def product_photo(article: torch.Tensor, side: int = 224) -> bytes:
     """A Fashion-MNIST image as a product photo: dark article on white, large, in colour."""
     img = Image.fromarray(255 - article.numpy()).resize((side, side), Image.BICUBIC).convert("RGB")

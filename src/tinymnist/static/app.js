@@ -127,7 +127,7 @@ function paint(canvas, rows) {
 
 function showResult(answer) {
   const probabilities = answer ? answer.probabilities : new Array(10).fill(0);
-  digit.textContent = answer ? answer.digit : "?";
+  digit.textContent = answer ? answer.label : "?"; // the digit, or a Fashion-MNIST model's article
   confidence.textContent = answer ? `${(100 * probabilities[answer.digit]).toFixed(1)}% sure` : "";
   [...bars.children].forEach((li, d) => {
     li.classList.toggle("top", answer !== null && d === answer.digit);
