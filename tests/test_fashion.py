@@ -138,3 +138,13 @@ def test_repeat_writes_fashion_results_apart(fashion, tmp_path, monkeypatch, cap
     out = "results/fashion-mnist"
     assert main(["repeat", "--dataset", "mnist", "--recipe", "fashion-tiny3k", "--seeds", "1", "--out", out]) == 2
     assert "results on fashion-mnist, not mnist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recorded", ["cifar10", ["fashion-mnist"]], ids=["unknown", "list"])
+def test_a_checkpoint_of_an_unknown_dataset_is_one_line(trained_checkpoint, tmp_path, capsys, recorded):
+    crafted = tmp_path / "model.pt"
+    torch.save({**checkpoint.read(trained_checkpoint), "dataset": recorded}, crafted)
+    for argv in (["evaluate", str(crafted)], ["predict", str(crafted), str(crafted)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{crafted}: made on an unknown dataset" in err

@@ -35,16 +35,14 @@ def add_data_args(p: argparse.ArgumentParser, default: str = data.DEFAULT) -> No
 
 def dataset_of(args: argparse.Namespace, ckpt: dict) -> str:
     """The dataset a checkpoint was trained on; a --dataset given must be the same."""
-    trained = ckpt.get("dataset", data.DEFAULT)
-    if trained not in data.DATASETS:
-        raise TinyMnistError(f"{args.run}: checkpoint of unknown dataset {trained!r}")
+    trained = data.trained_on(ckpt, args.run)
     asked = getattr(args, "dataset", None)
-    if asked and data.get(asked).name != trained:
+    if asked and data.get(asked) != trained:
         raise TinyMnistError(
-            f"{args.run}: a model trained on {data.DATASETS[trained].title}, not {data.DATASETS[asked].title}; "
-            f"drop --dataset or pass --dataset {trained}"
+            f"{args.run}: a model trained on {trained.title}, not {data.get(asked).title}; "
+            f"drop --dataset or pass --dataset {trained.name}"
         )
-    return trained
+    return trained.name
 
 
 def check_model(name: str) -> None:
@@ -66,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
         out = Path(args.resume)
         recipe, config = resume_settings(out)
-        trained = config.get("dataset", data.DEFAULT)
+        trained = data.trained_on(config, out / "config.json").name
         if args.dataset and data.get(args.dataset).name != trained:
             raise TinyMnistError(f"--resume {out}: a run on {trained}, not {args.dataset}; drop --dataset")
         mnist = load_data(args, device, trained)

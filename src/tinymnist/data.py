@@ -130,6 +130,14 @@ def get(name: str) -> Dataset:
     return DATASETS[name]
 
 
+def trained_on(checkpoint: dict, source: object) -> Dataset:
+    """The dataset a checkpoint (or run config) records; MNIST if it records none (older runs)."""
+    name = checkpoint.get("dataset", DEFAULT)
+    if not isinstance(name, str) or name not in DATASETS:
+        raise DataError(f"{source}: made on an unknown dataset {name!r} (known: {', '.join(DATASETS)})")
+    return DATASETS[name]
+
+
 @dataclass
 class MNIST:
     """The whole dataset: uint8 images (N, 28, 28), int64 labels (N,), and which dataset it is."""

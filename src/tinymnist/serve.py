@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 
 from tinymnist import checkpoint, images
-from tinymnist.data import DEFAULT, get, normalize
+from tinymnist.data import normalize, trained_on
 from tinymnist.errors import TinyMnistError
 from tinymnist.models import count_parameters
 from tinymnist.predict import probabilities as class_probabilities
@@ -98,7 +98,7 @@ def create_app(run: str | Path) -> FastAPI:
     """The app serving the model of a run folder or checkpoint file (loaded here, once)."""
     model, ckpt = checkpoint.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
-    spec = get(ckpt.get("dataset", DEFAULT))
+    spec = trained_on(ckpt, checkpoint.resolve(run))
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     app = FastAPI(
         title="tinymnist",
