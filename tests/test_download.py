@@ -114,11 +114,23 @@ def test_a_mirror_serving_the_other_dataset_is_skipped(serve, monkeypatch, mnist
     assert path.read_bytes() == (fashion_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
 
 
+def test_an_endless_answer_is_cut_off(serve, monkeypatch, tmp_path):
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(1 << 20))  # the file is 10,008 bytes decompressed
+    monkeypatch.setenv("TINYMNIST_MIRRORS", serve(big))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(data.DataError, match="more than 75,544 bytes sent: not this file"):
+        download.download_file("t10k-labels-idx1-ubyte", dest)
+    assert list(dest.iterdir()) == []
+
+
 def test_a_gzip_bomb_from_a_mirror_is_refused(serve, monkeypatch, tmp_path):
     bomb = tmp_path / "bomb"
     bomb.mkdir()
-    header = (2049).to_bytes(4, "big") + (32 << 20).to_bytes(4, "big")
-    (bomb / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + bytes(32 << 20), 1))
+    header = (2049).to_bytes(4, "big") + (8 << 20).to_bytes(4, "big")
+    (bomb / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + bytes(8 << 20), 9))
     monkeypatch.setenv("TINYMNIST_MIRRORS", serve(bomb))
     dest = tmp_path / "dest"
     dest.mkdir()

@@ -22,6 +22,7 @@ from tinymnist.data import DEFAULT, DataError, Dataset, expected_size, get, read
 ATTEMPTS = 2  # per mirror and file
 TIMEOUT = 30  # seconds without data before a connection is given up
 CHUNK = 1 << 16
+GZIP_OVERHEAD = 1 << 16  # a gzip file is at most its content plus this much; more is not the file
 
 
 def mirrors(spec: Dataset) -> list[str]:
@@ -30,8 +31,8 @@ def mirrors(spec: Dataset) -> list[str]:
     return [u.strip().rstrip("/") + "/" for u in urls if u.strip()]
 
 
-def _fetch(url: str, dest: Path) -> None:
-    """Stream `url` into `dest`; raise OSError on any transfer fault, including a short read."""
+def _fetch(url: str, dest: Path, limit: int) -> None:
+    """Stream `url` into `dest`; raise OSError on any transfer fault, a short read or over `limit` bytes."""
     with urllib.request.urlopen(url, timeout=TIMEOUT) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         bar = tqdm(
@@ -49,6 +50,8 @@ def _fetch(url: str, dest: Path) -> None:
                 out.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
+                if received > limit:
+                    raise OSError(f"more than {limit:,} bytes sent: not this file")
         if total is not None and received != total:
             raise OSError(f"transfer interrupted after {received} of {total} bytes")
 
@@ -73,7 +76,7 @@ def download_file(name: str, folder: Path, dataset: str = DEFAULT) -> Path:
     for base in mirrors(spec):
         for attempt in range(ATTEMPTS):
             try:
-                _fetch(base + final.name, part)
+                _fetch(base + final.name, part, expected_size(name) + GZIP_OVERHEAD)
                 problem = _verified(part, name, spec)
             except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
                 problem = str(getattr(e, "reason", None) or e)
