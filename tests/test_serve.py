@@ -155,7 +155,7 @@ def test_large_uploads_stay_in_memory(client, monkeypatch):
 def test_page_and_docs(client):
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
-    for asset in ("app.js", "style.css"):
+    for asset in ("static/app.js", "static/style.css"):
         answer = client.get(f"/{asset}")
         assert answer.status_code == 200
         assert "http://" not in answer.text and "https://" not in answer.text  # works offline
