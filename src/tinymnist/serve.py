@@ -61,12 +61,13 @@ class Limits:
     """Every bound the server keeps, in one place; the defaults are those of `tinymnist serve`."""
 
     connections: int = 1000  # open connections; at the cap, the one idle longest is closed (or a 503 if none is)
-    fd_reserve: int = 64  # file descriptors kept free for everything else: connections <= fd limit - this
+    backlog: int = 64  # connections waiting to be accepted; asyncio accepts up to this many at a time
+    fd_reserve: int = 64  # file descriptors kept for the process's own files, besides 2 x backlog accepted at once
     header_timeout: float = 10  # seconds for a request's headers to arrive, from connect or the previous response
     keep_alive: int = 5  # seconds an idle connection stays open after a response
     body_timeout: float = 10  # seconds an upload may send nothing while the server waits for it
     upload_timeout: float = 60  # seconds a whole upload may take
-    memory: int = 384 * MiB  # bytes all requests in progress may hold: uploads (2 copies) and decoded pixels
+    memory: int = 128 * MiB  # bytes all requests in progress may hold: uploads (2 copies) and decoded pixels
     wait: float = 2  # seconds a request waits for its share of `memory` before a 503
     log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
 
@@ -100,30 +101,50 @@ class MemoryBudget:
     """Bytes of memory that the requests in progress may hold between them.
 
     A request reserves its share before it reads its upload or decodes its pixels, and waits up
-    to `Limits.wait` for it; any waiting request whose share fits goes ahead, so small requests
-    pass while large ones wait. Shares larger than the whole budget are refused at once.
+    to `wait` seconds for it; whenever memory is released, the waiting requests whose shares fit
+    go ahead, so small requests pass while large ones wait. Shares over the whole budget are
+    refused at once. (One event loop: no lock is needed between the check and the update.)
     """
 
     def __init__(self, total: int, wait: float) -> None:
         self.total, self.free, self.wait = total, total, wait
-        self.changed = asyncio.Condition()
+        self.waiting: list[tuple[int, asyncio.Future]] = []
 
     @asynccontextmanager
     async def reserve(self, share: int) -> AsyncIterator[None]:
-        async with self.changed:
-            if share > self.total:
-                raise Busy(f"the request needs {share:,} bytes of memory, over the server's {self.total:,}")
-            try:
-                await asyncio.wait_for(self.changed.wait_for(lambda: self.free >= share), self.wait)
-            except asyncio.TimeoutError:
-                raise Busy(f"the server is busy: no memory for this request within {self.wait:g} s") from None
+        if share > self.total:
+            raise Busy(f"the request needs {share:,} bytes of memory, over the server's {self.total:,}")
+        if share <= self.free:
             self.free -= share
+        else:
+            granted = asyncio.get_running_loop().create_future()
+            self.waiting.append((share, granted))
+            try:
+                await asyncio.wait([granted], timeout=self.wait)
+            except BaseException:  # cancelled while waiting: give back the share if it was granted
+                if not granted.cancel():
+                    self.release(share)
+                raise
+            if granted.cancel():  # still pending: the wait is over
+                raise Busy(f"the server is busy: no memory for this request within {self.wait:g} s")
         try:
             yield
         finally:
-            async with self.changed:
-                self.free += share
-                self.changed.notify_all()
+            self.release(share)
+
+    def release(self, share: int) -> None:
+        """Return a share, and hand the free memory to the waiting requests whose shares fit, in order."""
+        self.free += share
+        still = []
+        for wanted, granted in self.waiting:
+            if granted.done():  # gave up waiting
+                continue
+            if wanted <= self.free:
+                self.free -= wanted
+                granted.set_result(None)
+            else:
+                still.append((wanted, granted))
+        self.waiting = still
 
 
 def problem(status: int, detail: str, close: bool = False) -> JSONResponse:
@@ -347,7 +368,7 @@ def connection_cap(limits: Limits) -> int:
             soft = wanted
         except (OSError, ValueError):
             pass
-    return max(1, min(limits.connections, soft - limits.fd_reserve))
+    return max(1, min(limits.connections, soft - 2 * limits.backlog - limits.fd_reserve))
 
 
 def return_freed_memory() -> None:
@@ -359,11 +380,11 @@ def return_freed_memory() -> None:
         pass
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, backlog: int = Limits.backlog) -> socket.socket:
     """The bound listening socket, so that a busy port is a one-line error and port 0 works."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=1024)
+        return socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as e:
         raise TinyMnistError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
 
@@ -371,7 +392,7 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     """Load the model, print the URL to open, and serve until interrupted."""
     app = create_app(run, limits)
-    sock = listen(host, port)
+    sock = listen(host, port, limits.backlog)
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
     protocol = type("Protocol", (GuardedH11,), {"limits": limits, "max_connections": connection_cap(limits)})
@@ -379,6 +400,11 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     return_freed_memory()
     print(f"tinymnist: serving {checkpoint.resolve(run)} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
     config = uvicorn.Config(
-        app, http=protocol, timeout_keep_alive=limits.keep_alive, log_config=None, log_level="warning"
+        app,
+        http=protocol,
+        backlog=limits.backlog,
+        timeout_keep_alive=limits.keep_alive,
+        log_config=None,
+        log_level="warning",
     )
     uvicorn.Server(config).run(sockets=[sock])
