@@ -9,7 +9,8 @@ the Swagger UI files bundled by fastapi-offline: nothing is fetched from elsewhe
 The server stays up and bounded under hostile clients (docs/serve.md): every bound is in `Limits`.
 uvicorn lacks a deadline for request headers and a connection cap that sheds idle connections,
 so `GuardedH11` adds them to its HTTP/1.1 protocol; `Guard` (ASGI middleware) bounds request
-bodies in size, time and memory, and `MemoryBudget` bounds the memory all requests hold at once.
+bodies in size, time and memory; two `Budget`s bound the memory and the large decodes of all
+requests at once.
 """
 
 import asyncio
@@ -61,14 +62,16 @@ class Limits:
     """Every bound the server keeps, in one place; the defaults are those of `tinymnist serve`."""
 
     connections: int = 1000  # open connections; at the cap, the one idle longest is closed (or a 503 if none is)
-    backlog: int = 64  # connections waiting to be accepted; asyncio accepts up to this many at a time
-    fd_reserve: int = 64  # file descriptors kept for the process's own files, besides 2 x backlog accepted at once
+    backlog: int = 32  # connections waiting to be accepted; asyncio accepts up to this many at a time
+    fd_reserve: int = 64  # file descriptors kept for the process's own files, besides 3 x backlog being accepted
     header_timeout: float = 10  # seconds for a request's headers to arrive, from connect or the previous response
     keep_alive: int = 5  # seconds an idle connection stays open after a response
     body_timeout: float = 10  # seconds an upload may send nothing while the server waits for it
     upload_timeout: float = 60  # seconds a whole upload may take
     memory: int = 128 * MiB  # bytes all requests in progress may hold: uploads (2 copies) and decoded pixels
-    wait: float = 2  # seconds a request waits for its share of `memory` before a 503
+    large_decode: int = 4 * MiB  # decoded pixels over this make a large decode ...
+    large_decodes: int = 1  # ... and this many run at once (each takes a core for a while)
+    wait: float = 2  # seconds a request waits for its share of `memory` or `large_decodes` before a 503
     log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
 
 
@@ -97,23 +100,23 @@ class Busy(Exception):
     """The server cannot take this request now: answered 503 with Retry-After."""
 
 
-class MemoryBudget:
-    """Bytes of memory that the requests in progress may hold between them.
+class Budget:
+    """A resource that the requests in progress share: bytes of memory, or large decodes at once.
 
-    A request reserves its share before it reads its upload or decodes its pixels, and waits up
-    to `wait` seconds for it; whenever memory is released, the waiting requests whose shares fit
-    go ahead, so small requests pass while large ones wait. Shares over the whole budget are
-    refused at once. (One event loop: no lock is needed between the check and the update.)
+    A request reserves its share (before it reads its upload or decodes its pixels) and waits up
+    to `wait` seconds for it; whenever some is released, the waiting requests whose shares fit go
+    ahead, so small requests pass while large ones wait. Shares over the whole budget are refused
+    at once. (One event loop: no lock is needed between the check and the update.)
     """
 
-    def __init__(self, total: int, wait: float) -> None:
-        self.total, self.free, self.wait = total, total, wait
+    def __init__(self, what: str, total: int, wait: float) -> None:
+        self.what, self.total, self.free, self.wait = what, total, total, wait
         self.waiting: list[tuple[int, asyncio.Future]] = []
 
     @asynccontextmanager
     async def reserve(self, share: int) -> AsyncIterator[None]:
         if share > self.total:
-            raise Busy(f"the request needs {share:,} bytes of memory, over the server's {self.total:,}")
+            raise Busy(f"the request needs {share:,} {self.what}, over the server's {self.total:,}")
         if share <= self.free:
             self.free -= share
         else:
@@ -126,7 +129,7 @@ class MemoryBudget:
                     self.release(share)
                 raise
             if granted.cancel():  # still pending: the wait is over
-                raise Busy(f"the server is busy: no memory for this request within {self.wait:g} s")
+                raise Busy(f"the server is busy: no {self.what} free for this request within {self.wait:g} s")
         try:
             yield
         finally:
@@ -163,7 +166,7 @@ class Guard:
     size (or MAX_BODY) is reserved from the memory budget: the upload and the copy decoded.
     """
 
-    def __init__(self, app: ASGIApp, budget: MemoryBudget, limits: Limits) -> None:
+    def __init__(self, app: ASGIApp, budget: Budget, limits: Limits) -> None:
         self.app, self.budget, self.limits = app, budget, limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -216,7 +219,8 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
     model, ckpt = checkpoint.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    budget = MemoryBudget(limits.memory, limits.wait)
+    budget = Budget("bytes of memory", limits.memory, limits.wait)
+    large_decodes = Budget("large decodes", limits.large_decodes, limits.wait)  # each takes a core
     app = FastAPIOffline(
         title="tinymnist",
         summary=f"Handwritten digit recognition with the {name} network ({parameters:,} parameters).",
@@ -257,7 +261,8 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
         data = await file.read(images.MAX_BYTES + 1)
         try:
             img = images.open_image(data, filename)  # the header only: the limits are checked before decoding
-            async with budget.reserve(images.decoded_bytes(img)):
+            size = images.decoded_bytes(img)
+            async with large_decodes.reserve(int(size > limits.large_decode)), budget.reserve(size):
                 digit_image = await run_in_threadpool(digit_of, img, filename)
         except images.ImageError as e:
             raise HTTPException(413 if len(data) > images.MAX_BYTES else 422, str(e)) from None
@@ -286,39 +291,48 @@ class GuardedH11(H11Protocol):
     (waiting for a request) to make room, or answers 503 if every connection is busy.
     """
 
-    limits = Limits()  # set by `serve` on a subclass, with `max_connections`
+    limits = Limits()  # `serve` sets these three on a subclass of its own
     max_connections = limits.connections
+    idle: dict["GuardedH11", None] = {}  # the connections waiting for a request, longest first
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.header_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.max_connections:
-            idle = [c for c in self.connections if c is not self and c.waiting_for_request()]
-            if idle:
-                min(idle, key=lambda c: c.idle_since).transport.close()
+            if self.idle:
+                oldest = next(iter(self.idle))
+                self.idle.pop(oldest)
+                oldest.transport.close()
             else:
                 self.app = problem(503, f"the server is at its limit of {self.max_connections:,} connections", True)
         self.wait_for_request()
 
-    def waiting_for_request(self) -> bool:
-        return self.conn.their_state is h11.IDLE
-
     def wait_for_request(self) -> None:
-        """Start the clock for the next request's headers."""
-        self.idle_since = time.monotonic()
+        """Start the clock for the next request's headers (and move to the end of the idle queue)."""
+        self.idle.pop(self, None)
+        self.idle[self] = None
         if self.header_timer:
             self.header_timer.cancel()
         self.header_timer = self.loop.call_later(self.limits.header_timeout, self.headers_due)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # a request's headers are in
+            self.idle.pop(self, None)
+
     def headers_due(self) -> None:
-        if self.waiting_for_request() and not self.transport.is_closing():
+        if self in self.idle:
             self.transport.close()
 
     def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY:  # answered before the upload ended (an error): close
+            self.transport.close()
         super().on_response_complete()
-        self.wait_for_request()
+        if not self.transport.is_closing():
+            self.wait_for_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.idle.pop(self, None)
         if self.header_timer:
             self.header_timer.cancel()
         super().connection_lost(exc)
@@ -368,7 +382,7 @@ def connection_cap(limits: Limits) -> int:
             soft = wanted
         except (OSError, ValueError):
             pass
-    return max(1, min(limits.connections, soft - 2 * limits.backlog - limits.fd_reserve))
+    return max(1, min(limits.connections, soft - 3 * limits.backlog - limits.fd_reserve))
 
 
 def return_freed_memory() -> None:
@@ -395,7 +409,8 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     sock = listen(host, port, limits.backlog)
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
-    protocol = type("Protocol", (GuardedH11,), {"limits": limits, "max_connections": connection_cap(limits)})
+    guarded = {"limits": limits, "max_connections": connection_cap(limits), "idle": {}}
+    protocol = type("Protocol", (GuardedH11,), guarded)
     log_rate_limited(limits.log_lines)
     return_freed_memory()
     print(f"tinymnist: serving {checkpoint.resolve(run)} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
