@@ -1,9 +1,11 @@
-"""`predict` on real image files: hand-drawn digits in many formats, and broken files."""
+"""`predict` on real image files: hand-drawn digits in many formats, and broken or special files."""
 
 import io
 import json
+import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +121,43 @@ def test_cli_argument_errors(trained_checkpoint, tmp_path, capsys):
     assert "no image files found" in capsys.readouterr().err
     assert main(["predict", str(trained_checkpoint), str(tmp_path), "--top", "11"]) == 2
     assert "--top 11" in capsys.readouterr().err
+
+
+def test_read_checks_the_file_before_reading(tmp_path):
+    """Only regular files are read, and only up to the size limit: never a device, FIFO or folder."""
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)  # opening it for reading would wait forever for a writer
+    sparse = tmp_path / "sparse.png"
+    with open(sparse, "wb") as f:
+        f.truncate(50 << 30)  # 50 GB that take no disk space
+    cases = {Path("/dev/zero"): "not a regular file", fifo: "not a regular file", tmp_path: "not a regular file"}
+    cases[sparse] = f"file of {50 << 30:,} bytes is over the"
+    for path, reason in cases.items():
+        with pytest.raises(images.ImageError, match=reason):
+            images.read(path)
+
+
+def test_cli_special_files_fail_one_by_one(trained_checkpoint, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    draw_digit(5).save(good)
+    fifo, sparse = tmp_path / "fifo.png", tmp_path / "sparse.png"
+    os.mkfifo(fifo)
+    with open(sparse, "wb") as f:
+        f.truncate(3 << 30)
+    bad = ["/dev/zero", str(fifo), str(sparse)]
+    assert main(["predict", str(trained_checkpoint), "/dev/zero", str(good), *bad[1:]]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == f"{good}: 5 " + captured.out.split(": 5 ", 1)[1] and captured.out.count("\n") == 1
+    err = captured.err.splitlines()
+    assert [line.split(": ")[2] for line in err[:3]] == bad
+    assert err[-1] == "tinymnist: error: 3 of 4 files could not be predicted"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_large_16_bit_greyscale(model, tmp_path, fmt):
+    """16-bit images of side >= 2048 (which Pillow cannot `reduce`) are read, scaled from 0-65535."""
+    digit = np.asarray(draw_digit(6, (2048, 2304)), dtype=np.uint16) * 257
+    path = tmp_path / f"six.{fmt.lower()}"
+    Image.fromarray(digit).save(path, fmt)
+    assert Image.open(path).mode == "I;16"
+    assert int(predict.probabilities(model, images.to_mnist(images.read(path))[None]).argmax()) == 6

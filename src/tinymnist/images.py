@@ -87,13 +87,17 @@ def read_file(path: Path) -> bytes:
     cannot be swapped between the check and the read.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
             raise ImageError(f"{path}: not a regular file ({kind})")
         if info.st_size > MAX_BYTES:
             raise ImageError(f"{path}: file of {info.st_size:,} bytes is over the {MAX_BYTES:,}-byte limit")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
         return f.read(MAX_BYTES + 1)  # the file may have grown since fstat: decode() refuses more
 
 
