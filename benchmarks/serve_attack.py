@@ -118,12 +118,17 @@ class Phase:
         sampler.start()
         threads = [threading.Thread(target=self.good_client, args=(i * 7,)) for i in range(GOOD_CLIENTS)]
         threads.append(threading.Thread(target=self.probe))
-        attacker = attack and multiprocessing.Process(target=attack, args=(self.url, self.deadline))
+        # A fresh interpreter (spawn): forking while threads hold locks can deadlock the child.
+        spawn = multiprocessing.get_context("spawn")
+        attacker = attack and spawn.Process(target=attack, args=(self.url, self.deadline), daemon=True)
         start = time.perf_counter()
         for t in [*threads, *filter(None, [attacker])]:
             t.start()
-        for t in [*threads, *filter(None, [attacker])]:
+        for t in threads:
             t.join()
+        if attacker:
+            attacker.join(timeout=60)  # its requests time out after 30 s
+            attacker.terminate()
         seconds = time.perf_counter() - start
         time.sleep(SETTLE_SECONDS)
         self.stop.set()
@@ -252,12 +257,19 @@ def main() -> int:
     parser.add_argument("checkpoint", nargs="?", default="tests/fixtures/seed-2epochs.pt")
     parser.add_argument("--seconds", type=float, default=20, help="length of each phase (default: 20)")
     parser.add_argument("--open-files", type=int, default=1024, help="the server's limit of open files (1024)")
+    parser.add_argument(
+        "--malloc-mmap-threshold",
+        type=int,
+        help="run the server with glibc's MALLOC_MMAP_THRESHOLD_ set to this (default: serve's own, 256 KiB)",
+    )
     parser.add_argument("--out", default="results/serve_attack.json")
     args = parser.parse_args()
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # this process holds the attack's sockets
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     load_before = [round(x, 2) for x in os.getloadavg()]
+    if args.malloc_mmap_threshold:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
     server, url = start_server(args.checkpoint, open_files=args.open_files)
     phases: dict[str, dict] = {}
     try:
@@ -289,6 +301,7 @@ def main() -> int:
         "command": " ".join(["python", *sys.argv]),
         "checkpoint": args.checkpoint,
         "server_open_files_limit": args.open_files,
+        "malloc_mmap_threshold": args.malloc_mmap_threshold or "serve's own (256 KiB)",
         "seconds_per_phase": args.seconds,
         "good_clients": GOOD_CLIENTS,
         "attacks": {

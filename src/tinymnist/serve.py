@@ -14,11 +14,15 @@ requests at once.
 """
 
 import asyncio
+import contextlib
 import ctypes
 import logging
+import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +67,7 @@ class Limits:
 
     connections: int = 1000  # open connections; at the cap, the one idle longest is closed (or a 503 if none is)
     backlog: int = 32  # connections waiting to be accepted; asyncio accepts up to this many at a time
+    receive_buffer: int = 256 * 1024  # bytes the kernel holds per connection before the server reads (nginx: rcvbuf)
     fd_reserve: int = 64  # file descriptors kept for the process's own files, besides 3 x backlog being accepted
     header_timeout: float = 10  # seconds for a request's headers to arrive, from connect or the previous response
     keep_alive: int = 5  # seconds an idle connection stays open after a response
@@ -70,7 +75,8 @@ class Limits:
     upload_timeout: float = 60  # seconds a whole upload may take
     memory: int = 128 * MiB  # bytes all requests in progress may hold: uploads (2 copies) and decoded pixels
     large_decode: int = 4 * MiB  # decoded pixels over this make a large decode ...
-    large_decodes: int = 1  # ... and this many run at once (each takes a core for a while)
+    large_decodes: int = 1  # ... and this many run at once (each takes a core for a while) ...
+    large_decode_nice: int = 10  # ... at this lower priority (Linux), so that small requests go first
     wait: float = 2  # seconds a request waits for its share of `memory` or `large_decodes` before a 503
     log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
 
@@ -206,6 +212,12 @@ def scaled_to_bytes(maps: torch.Tensor) -> list[list[list[int]]]:
     return ((maps - low) / span * 255).round().to(torch.uint8).tolist()
 
 
+def lower_priority(nice: int) -> None:
+    """Lower the calling thread's priority (Linux schedules threads on their own; elsewhere: no-op)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 def digit_of(img: Image.Image, name: str) -> torch.Tensor:
     """Decode and preprocess an opened image, then free its pixels at once (they are budgeted)."""
     try:
@@ -221,6 +233,7 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     budget = Budget("bytes of memory", limits.memory, limits.wait)
     large_decodes = Budget("large decodes", limits.large_decodes, limits.wait)  # each takes a core
+    large_pool = ThreadPoolExecutor(limits.large_decodes, "large-decode", lower_priority, (limits.large_decode_nice,))
     app = FastAPIOffline(
         title="tinymnist",
         summary=f"Handwritten digit recognition with the {name} network ({parameters:,} parameters).",
@@ -262,8 +275,10 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
         try:
             img = images.open_image(data, filename)  # the header only: the limits are checked before decoding
             size = images.decoded_bytes(img)
-            async with large_decodes.reserve(int(size > limits.large_decode)), budget.reserve(size):
-                digit_image = await run_in_threadpool(digit_of, img, filename)
+            large = size > limits.large_decode
+            async with large_decodes.reserve(int(large)), budget.reserve(size):
+                pool = large_pool if large else None  # None: asyncio's default threads
+                digit_image = await asyncio.get_running_loop().run_in_executor(pool, digit_of, img, filename)
         except images.ImageError as e:
             raise HTTPException(413 if len(data) > images.MAX_BYTES else 422, str(e)) from None
         batch = digit_image.unsqueeze(0)
@@ -387,26 +402,34 @@ def connection_cap(limits: Limits) -> int:
 
 def return_freed_memory() -> None:
     """glibc: allocations over 256 KiB get their own mappings, so freed pixels and uploads go back
-    to the system instead of staying in the heap (glibc's threshold otherwise grows to 32 MiB)."""
+    to the system instead of staying in the heap (glibc's threshold otherwise grows to 32 MiB).
+    A threshold set in the environment (MALLOC_MMAP_THRESHOLD_) stands."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
     try:
         ctypes.CDLL("libc.so.6").mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
 
 
-def listen(host: str, port: int, backlog: int = Limits.backlog) -> socket.socket:
-    """The bound listening socket, so that a busy port is a one-line error and port 0 works."""
+def listen(host: str, port: int, limits: Limits = Limits()) -> socket.socket:
+    """The bound listening socket, so that a busy port is a one-line error and port 0 works.
+
+    Its receive buffer size is inherited by the connections it accepts.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=backlog)
+        sock = socket.create_server((host, port), family=family, backlog=limits.backlog)
     except OSError as e:
         raise TinyMnistError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.receive_buffer)
+    return sock
 
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     """Load the model, print the URL to open, and serve until interrupted."""
     app = create_app(run, limits)
-    sock = listen(host, port, limits.backlog)
+    sock = listen(host, port, limits)
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
     guarded = {"limits": limits, "max_connections": connection_cap(limits), "idle": {}}
