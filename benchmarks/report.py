@@ -1,6 +1,6 @@
 """Regenerate the README's results tables and the Pareto plot from the JSON files in results/.
 
-    python benchmarks/report.py     # rewrites the marked blocks of README.md and docs/pareto.png
+    python benchmarks/report.py     # rewrites the marked blocks of README.md, docs/serve.md and docs/pareto.png
 
 Every figure in the tables comes from a results file that `tinymnist repeat` (or another
 benchmark in this folder) wrote from a real run; nothing is typed in by hand.
@@ -151,6 +151,35 @@ def serve_table(path: Path) -> str:
     )
 
 
+def serve_attack_table(path: Path) -> str:
+    r = json.loads(path.read_text())
+    quiet = r["phases"]["quiet"]["good_requests_per_second"]
+    rows = [
+        "| phase | attack | good requests/s (of quiet) | good p50 | good p99 | good answered right | /health answered "
+        "| server memory before → peak → after |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, p in r["phases"].items():
+        lat, mem, health = p["good_latency_ms"], p["server_rss_mib"], p["health"]
+        rows.append(
+            f"| {name} | {r['attacks'].get(name, 'none')} | {p['good_requests_per_second']:.1f} "
+            f"({p['good_requests_per_second'] / quiet:.0%}) | {lat['p50']:.0f} ms | {lat['p99']:.0f} ms "
+            f"| {p['good_requests'] - p['wrong_or_failed']:,} of {p['good_requests']:,} "
+            f"| {health['answered']} of {health['asked']} | {mem['before']} → {mem['peak']} → {mem['after']} MiB |"
+        )
+    mem, load = r["server_rss_mib"], r["load_average_before"]
+    met = ", ".join(f"{k.replace('_', ' ')}: {'yes' if v else 'NO'}" for k, v in r["targets"].items())
+    rows += [
+        "",
+        f"Server memory over the whole run: {mem['start']} MiB at the start, {mem['peak']} MiB at the peak "
+        f"(VmHWM), {mem['end']} MiB at the end. Targets: {met}. {r['seconds_per_phase']:.0f} s a phase, "
+        f"{r['good_clients']} good clients, server under `ulimit -n {r['server_open_files_limit']}`; "
+        f"{machine_line(r['machine'])}, commit {r['machine'].get('git_commit')}, load average {load[0]:.1f} before "
+        f"(the machine was shared); `{r['command']}`.",
+    ]
+    return "\n".join(rows)
+
+
 def pareto_plot(results: list[dict], out: Path) -> None:
     """Final-epoch test accuracy (mean ± std over seeds) against parameters and against MACs."""
     import matplotlib
@@ -190,7 +219,7 @@ def pareto_plot(results: list[dict], out: Path) -> None:
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        sys.exit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+        sys.exit(f"no <!-- {name}:start --> ... <!-- {name}:end --> block to fill")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
@@ -212,10 +241,14 @@ def main() -> None:
     text = replace_block(text, "validation", validation_table(sorted((folder / "validation").glob("*.json"))))
     text = replace_block(text, "serve", serve_table(folder / "serve_load.json"))
     readme.write_text(text)
+    serve_doc = ROOT / "docs" / "serve.md"
+    serve_doc.write_text(
+        replace_block(serve_doc.read_text(), "serve-attack", serve_attack_table(folder / "serve_attack.json"))
+    )
     pareto_plot(accuracy, ROOT / "docs" / "pareto.png")
     print(
         f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed, {len(engine)} engine "
-        "and 1 serve results files"
+        "and 1 serve results files; docs/serve.md: the attack table from results/serve_attack.json"
     )
 
 

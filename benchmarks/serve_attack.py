@@ -126,10 +126,10 @@ class Phase:
             t.start()
         for t in threads:
             t.join()
+        seconds = time.perf_counter() - start  # the good traffic's own span
         if attacker:
             attacker.join(timeout=60)  # its requests time out after 30 s
             attacker.terminate()
-        seconds = time.perf_counter() - start
         time.sleep(SETTLE_SECONDS)
         self.stop.set()
         sampler.join()
@@ -184,7 +184,7 @@ def hold_sockets(url: str, deadline: float, count: int, opening: bytes, trickle:
 
     def connect() -> None:
         try:
-            s = socket.create_connection(address, timeout=5)
+            s = socket.create_connection(address, timeout=1)
         except OSError:
             return
         s.setblocking(False)
@@ -218,7 +218,7 @@ def hold_sockets(url: str, deadline: float, count: int, opening: bytes, trickle:
                     key.fileobj.send(trickle)
                 except OSError:
                     pass
-        for _ in range(count - len(selector.get_map())):  # refused at connect: try again
+        while len(selector.get_map()) < count and time.monotonic() < deadline:  # refused at connect: again
             connect()
     for key in list(selector.get_map().values()):
         key.fileobj.close()
