@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from tinymnist.errors import TinyMnistError
 
@@ -111,11 +111,17 @@ def read(path: Path) -> Image.Image:
 def ink(img: Image.Image, name: str = "image") -> np.ndarray:
     """Float array in [0, 255] with the ink bright and the paper at 0.
 
-    Downscaled first, so that every later step (rotation, mode conversions) works on a small copy.
+    A downscaled copy is made first (the caller's image is left as it was), so that every later
+    step (rotation, mode conversions) works on a small image.
     """
     try:
         sixteen_bit = img.mode.startswith("I;16")
-        img.thumbnail((WORK_SIDE, WORK_SIDE), reducing_gap=None if sixteen_bit else 2.0)  # no `reduce` for 16-bit
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)  # TIFF: in tags that a copy loses
+        scale = min(1.0, WORK_SIDE / max(img.size))
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        gap = None if sixteen_bit else 2.0  # Pillow cannot `reduce` 16-bit images: resize them directly
+        img = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=gap)
+        img.getexif()[ExifTags.Base.Orientation] = orientation
         img = ImageOps.exif_transpose(img)
         if sixteen_bit:  # 0-65535 to 0-255 (Pillow's convert would clip at 255 instead)
             img = Image.fromarray((np.asarray(img, dtype=np.float32) / 257).round().astype(np.uint8))
