@@ -22,11 +22,11 @@ from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 
-from tinymnist import checkpoint, images
+from tinymnist import images, pretrained
 from tinymnist.data import normalize
 from tinymnist.errors import TinyMnistError
+from tinymnist.inference import probabilities as class_probabilities
 from tinymnist.models import count_parameters
-from tinymnist.predict import probabilities as class_probabilities
 
 MAX_BODY = images.MAX_BYTES + 64 * 1024  # the largest image file plus room for the multipart framing
 FIELD = "file"  # the multipart form field that carries the image
@@ -94,8 +94,8 @@ def scaled_to_bytes(maps: torch.Tensor) -> list[list[list[int]]]:
 
 
 def create_app(run: str | Path) -> FastAPI:
-    """The app serving the model of a run folder or checkpoint file (loaded here, once)."""
-    model, ckpt = checkpoint.load_model(run)
+    """The app serving the model of a run folder, checkpoint file or shipped model (loaded here, once)."""
+    model, ckpt = pretrained.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     app = FastAPI(
@@ -164,5 +164,5 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     sock = listen(host, port)
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
-    print(f"tinymnist: serving {checkpoint.resolve(run)} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
+    print(f"tinymnist: serving {run} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
