@@ -99,6 +99,7 @@ def train(
     out: str | Path | None = None,
     seed: int = 1,
     val: int | None = None,
+    mnist: data.MNIST | None = None,
     data_dir: str | Path | None = None,
     download: bool = True,
     device: str = "auto",
@@ -109,7 +110,8 @@ def train(
     (`epochs=3`, `lr=0.05`, ...), into the run folder `out` (default: runs/<model>-<time>).
 
     With `val=N`, N training images are held out and evaluated instead of the test set (for choosing
-    recipes). Quiet unless `verbose`: then one line per epoch and the seed's verdict are printed.
+    recipes). `mnist` trains on a dataset already loaded (e.g. a subset) instead of loading MNIST from
+    `data_dir`. Quiet unless `verbose`: then one line per epoch and the seed's verdict are printed.
     """
     if isinstance(recipe, str):
         recipe = recipes.resolve(recipe)
@@ -120,7 +122,7 @@ def train(
             f"{out}: already holds a run; resume it (tinymnist train --resume {out}) or choose another"
         )
     dev = training.pick_device(device)
-    mnist = data.load(data_dir, download=download).to(dev)
+    mnist = (mnist or data.load(data_dir, download=download)).to(dev)
     split = "test"
     if val:
         mnist, split = data.validation_split(mnist, val), "val"
