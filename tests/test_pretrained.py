@@ -85,3 +85,15 @@ def test_weights_are_plain_safetensors(shipped):
     header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     assert header["__metadata__"] == {"model": "seed", "recipe": "fixture2"}
     assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F32", "I64"}  # plain tensors
+
+
+def test_models_reads_accuracy_from_the_cards(shipped, trained_checkpoint, capsys):
+    state = checkpoint.read(trained_checkpoint)["state_dict"]
+    summary = {"seeds": 5, "mean": 0.9953, "std": 0.0005, "min": 0.9948, "max": 0.9959, "at_least_99_40": 5}
+    for name, recipe in (("seed", recipes.get("seed")), ("notebook", recipes.override(recipes.get("notebook"), lr=1))):
+        card = {"name": name, "model": "seed", "recipe": recipes.to_dict(recipe), "results_summary": summary}
+        pretrained.write(shipped, card, state)
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("seed ") and "99.53% ± 0.05% (5 seeds); weights shipped" in line for line in lines)
+    assert any(line.startswith("notebook ") and "not measured" in line for line in lines)  # another recipe's card
