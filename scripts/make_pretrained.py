@@ -15,7 +15,7 @@ import json
 import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -78,11 +78,11 @@ def main() -> None:
     args = parser.parse_args()
     names = args.recipes or pretrained.eligible(ROOT / "results")
     runs = Path(args.runs)
+    command = ("python scripts/make_pretrained.py " + " ".join(sys.argv[1:])).strip()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        run_dirs = list(pool.map(train, names, [runs] * len(names), [args.data_dir] * len(names)))
-    command = "python scripts/make_pretrained.py " + " ".join(sys.argv[1:])
-    for name, run_dir in zip(names, run_dirs, strict=True):
-        write(name, run_dir, command.strip())
+        futures = {pool.submit(train, name, runs, args.data_dir): name for name in names}
+        for future in as_completed(futures):  # each recipe is written as soon as it is trained
+            write(futures[future], future.result(), command)
     print(json.dumps({"written": names, "folder": os.path.relpath(pretrained.WEIGHTS)}))
 
 

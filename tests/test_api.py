@@ -51,6 +51,7 @@ def test_predict_takes_paths_pil_images_and_arrays(model, tmp_path):
     (top,) = tinymnist.predict(model, seven, top=3)
     assert len(top.top) == 3 and top.top[0][0] == 7 and top.file == "images[0]"
     assert sum(p for _, p in top.top) <= 1.0
+    assert tinymnist.predict(model.network, seven)[0].digit == 7  # a plain nn.Module works too
 
 
 def test_bad_input_raises_tinymnist_errors(model, tmp_path):

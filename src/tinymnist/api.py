@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tinymnist import data, images, inference, pretrained, recipes, training
+from tinymnist import data, inference, pretrained, recipes, training
 from tinymnist.errors import TinyMnistError
+from tinymnist.images import ImageError, read, to_mnist
 from tinymnist.inference import Prediction
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -63,19 +64,20 @@ def to_digit(image: ImageLike, name: str) -> torch.Tensor:
     Arrays are greyscale: uint8 in 0-255, or floats in 0-1. Any size and either polarity.
     """
     if isinstance(image, str | Path):
-        image = images.read(Path(image))
+        image = read(Path(image))
     elif not isinstance(image, Image.Image):
         a = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
         if a.ndim != 2:
-            raise images.ImageError(f"{name}: an array must be one greyscale image (H, W), not shape {a.shape}")
+            raise ImageError(f"{name}: an array must be one greyscale image (H, W), not shape {a.shape}")
         if a.dtype.kind == "f":
             a = a * 255
         image = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
-    return images.to_mnist(image, name)
+    return to_mnist(image, name)
 
 
-def predict(model: Model, images: ImageLike | Iterable[ImageLike], top: int = 1) -> list[Prediction]:
-    """The most probable digit (and the `top` most probable, with probabilities) of each image.
+def predict(model: Model | nn.Module, images: ImageLike | Iterable[ImageLike], top: int = 1) -> list[Prediction]:
+    """The most probable digit (and the `top` most probable, with probabilities) of each image, by a
+    loaded `Model` (or any tinymnist network).
 
     `images` is one image or several: file paths, PIL images, 2-D arrays, or a 3-D array (N, H, W).
     Each is prepared as MNIST was (cropped to the ink, scaled to 20x20, centred by its centre of mass).
@@ -91,7 +93,8 @@ def predict(model: Model, images: ImageLike | Iterable[ImageLike], top: int = 1)
         raise TinyMnistError(f"top={top}: must be between 1 and 10")
     names = [str(x) if isinstance(x, str | Path) else f"images[{i}]" for i, x in enumerate(items)]
     digits = torch.stack([to_digit(x, n) for x, n in zip(items, names, strict=True)])
-    return inference.top_digits(model.network, digits, names, top)
+    network = model.network if isinstance(model, Model) else model
+    return inference.top_digits(network, digits, names, top)
 
 
 def train(
