@@ -30,7 +30,8 @@ def test_shipped_model_reproduces_its_card(name, mnist):
     assert {k: v.shape for k, v in tensors.items()} == {k: v.shape for k, v in expected.items()}
     model, info = pretrained.load(name)
     result = evaluate(model, mnist.test_images, mnist.test_labels, card["recipe"]["channels_last"])
-    assert abs(result.accuracy - card["test_accuracy"]) <= 0.0001  # 0.01 point: one test image
+    correct, recorded = (round(a * len(mnist.test_labels)) for a in (result.accuracy, card["test_accuracy"]))
+    assert abs(correct - recorded) <= 1  # within 0.01 point: one of the 10,000 test images
     assert info["source"].endswith(f"{name}.safetensors")
 
 
