@@ -106,6 +106,8 @@ def train(
     data_dir: str | Path | None = None,
     download: bool = True,
     device: str = "auto",
+    precision: str = "auto",
+    engine: str = "auto",
     verbose: bool = False,
     **fields: object,
 ) -> Run:
@@ -114,7 +116,8 @@ def train(
 
     With `val=N`, N training images are held out and evaluated instead of the test set (for choosing
     recipes). `mnist` trains on a dataset already loaded (e.g. a subset) instead of loading MNIST from
-    `data_dir`. Quiet unless `verbose`: then one line per epoch and the seed's verdict are printed.
+    `data_dir`. `precision` ("auto", "bf16", "fp32") and `engine` ("auto", "eager", "graph") are as in
+    `tinymnist train --help`. Quiet unless `verbose`: then one line per epoch and the seed's verdict.
     """
     if isinstance(recipe, str):
         recipe = recipes.resolve(recipe)
@@ -130,5 +133,15 @@ def train(
     if val:
         mnist, split = data.validation_split(mnist, val), "val"
     log = print if verbose else lambda line: None
-    final = training.train(recipe, mnist, out, seed=seed, split=split, progress=None if verbose else False, log=log)
+    final = training.train(
+        recipe,
+        mnist,
+        out,
+        seed=seed,
+        split=split,
+        progress=None if verbose else False,
+        log=log,
+        precision_request=precision,
+        engine=engine,
+    )
     return Run(out, load(out, dev), final["history"])

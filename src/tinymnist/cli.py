@@ -46,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         data_dir=args.data_dir,
         download=not args.no_download,
         device=args.device,
+        precision=args.precision or "auto",
+        engine=args.engine or "auto",
         verbose=True,
         **fields,
     )
