@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from drawing import draw_digit, photo_of
-from tinymnist import checkpoint, images, predict
+from tinymnist import checkpoint, images, inference
 from tinymnist.cli import main
 
 
@@ -26,7 +26,7 @@ def predicted(model, img: Image.Image, fmt: str = "PNG", **save) -> int:
     buffer = io.BytesIO()
     img.save(buffer, fmt, **save)
     digit = images.to_mnist(images.decode(buffer.getvalue()))
-    return int(predict.probabilities(model, digit[None]).argmax())
+    return int(inference.probabilities(model, digit[None]).argmax())
 
 
 @pytest.mark.parametrize("digit", range(10))
@@ -51,7 +51,7 @@ def test_preprocessing_keeps_mnist_digits(model, mnist):
     """MNIST test digits put through the file pipeline are classified (almost) as well as raw."""
     raw, labels = mnist.test_images[:500], mnist.test_labels[:500]
     again = torch.stack([images.to_mnist(Image.fromarray(x.numpy())) for x in raw])
-    accuracy = [(predict.probabilities(model, x).argmax(1) == labels).float().mean().item() for x in (raw, again)]
+    accuracy = [(inference.probabilities(model, x).argmax(1) == labels).float().mean().item() for x in (raw, again)]
     assert accuracy[1] >= accuracy[0] - 0.01, accuracy
 
 
@@ -160,4 +160,4 @@ def test_large_16_bit_greyscale(model, tmp_path, fmt):
     path = tmp_path / f"six.{fmt.lower()}"
     Image.fromarray(digit).save(path, fmt)
     assert Image.open(path).mode == "I;16"
-    assert int(predict.probabilities(model, images.to_mnist(images.read(path))[None]).argmax()) == 6
+    assert int(inference.probabilities(model, images.to_mnist(images.read(path))[None]).argmax()) == 6

@@ -11,6 +11,8 @@ from functools import partial
 import torch
 from torch import nn
 
+from tinymnist.errors import TinyMnistError
+
 MODELS: dict[str, Callable[[], nn.Module]] = {}
 
 
@@ -24,9 +26,13 @@ def register(name: str) -> Callable:
     return wrap
 
 
+class UnknownModelError(TinyMnistError):
+    pass
+
+
 def create(name: str) -> nn.Module:
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+        raise UnknownModelError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
     return MODELS[name]()
 
 

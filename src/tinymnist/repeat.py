@@ -67,7 +67,7 @@ def repeat(
 ) -> dict:
     """Train the seeds that `out` lacks and return the updated results."""
     existing = results.read(out)
-    if existing and from_dict(existing.get("recipe") or {}) != recipe:
+    if existing and from_dict(existing.get("recipe") or {}, str(out)) != recipe:
         raise TinyMnistError(f"{out}: made with a different {recipe_name!r} recipe; move it away to start over")
     done = {r["seed"] for r in existing["runs"]} if existing else set()
     todo = [s for s in range(1, seeds + 1) if s not in done]

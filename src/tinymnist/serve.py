@@ -45,11 +45,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from tinymnist import checkpoint, images
+from tinymnist import images, pretrained
 from tinymnist.data import normalize
 from tinymnist.errors import TinyMnistError
+from tinymnist.inference import probabilities as class_probabilities
 from tinymnist.models import count_parameters
-from tinymnist.predict import probabilities as class_probabilities
 
 MAX_BODY = images.MAX_BYTES + 64 * 1024  # the largest image file plus room for the multipart framing
 TOO_LARGE = f"request body over the {MAX_BODY:,}-byte limit (images: {images.MAX_BYTES:,})"
@@ -227,8 +227,8 @@ def digit_of(img: Image.Image, name: str) -> torch.Tensor:
 
 
 def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
-    """The app serving the model of a run folder or checkpoint file (loaded here, once)."""
-    model, ckpt = checkpoint.load_model(run)
+    """The app serving the model of a run folder, checkpoint file or shipped model (loaded here, once)."""
+    model, ckpt = pretrained.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     budget = Budget("bytes of memory", limits.memory, limits.wait)
@@ -436,7 +436,7 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     protocol = type("Protocol", (GuardedH11,), guarded)
     log_rate_limited(limits.log_lines)
     return_freed_memory()
-    print(f"tinymnist: serving {checkpoint.resolve(run)} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
+    print(f"tinymnist: serving {run} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
     config = uvicorn.Config(
         app,
         http=protocol,

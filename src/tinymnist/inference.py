@@ -1,8 +1,8 @@
-"""Predict digits in real image files with a trained model.
+"""Predict digits in real images with a trained model (`tinymnist predict`, `tinymnist.predict`).
 
-Each file goes through `tinymnist.images` (the MNIST-style preprocessing shared with
-`serve`); the files that could not be read are reported one by one and the rest are
-predicted in one batch.
+Each image goes through `tinymnist.images` (the MNIST-style preprocessing shared with
+`serve`); files that could not be read are reported one by one and the rest are predicted in
+one batch. (Not named `predict.py`: that would shadow the function `tinymnist.predict`.)
 """
 
 from dataclasses import dataclass
@@ -54,7 +54,16 @@ def predict_files(model: nn.Module, files: list[Path], top: int = 1) -> list[Pre
         except images.ImageError as e:
             results.append(e)
     if digits:
-        values, indices = probabilities(model, torch.stack(digits)).topk(top, dim=1)
-        for i, v, d in zip(read, values.tolist(), indices.tolist(), strict=True):
-            results[i] = Prediction(str(files[i]), list(zip(d, v, strict=True)))
+        names = [str(files[i]) for i in read]
+        for i, prediction in zip(read, top_digits(model, torch.stack(digits), names, top), strict=True):
+            results[i] = prediction
     return results
+
+
+def top_digits(model: nn.Module, digits: torch.Tensor, names: list[str], top: int = 1) -> list[Prediction]:
+    """The `top` most probable digits of each uint8 (N, 28, 28) digit, named by `names`."""
+    values, indices = probabilities(model, digits).topk(top, dim=1)
+    return [
+        Prediction(name, list(zip(d, v, strict=True)))
+        for name, v, d in zip(names, values.tolist(), indices.tolist(), strict=True)
+    ]
