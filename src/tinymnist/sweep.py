@@ -177,17 +177,20 @@ def shown(url: str) -> str:
         return url
 
 
-def create(folder: Path, storage_url: str | None, study: str, settings: dict) -> None:
-    """Create the study (or check that the existing one has these settings) before any worker starts."""
-    folder.mkdir(parents=True, exist_ok=True)
-    s = optuna.create_study(
-        study_name=study, storage=open_storage(storage_url, folder), direction="maximize", load_if_exists=True
-    )
-    if not s.user_attrs:
+def create(storage: optuna.storages.BaseStorage, study: str, settings: dict) -> optuna.Study:
+    """Create the study, or load it and check the settings given, before any worker starts.
+    The settings (space, train_images) live in the study, so a machine joining it needs none."""
+    if study not in optuna.get_all_study_names(storage):
+        if settings["space"] is None:
+            raise SweepError(f"no study {study!r} here yet: give --space NAME or FILE")
+        s = optuna.create_study(study_name=study, storage=storage, direction="maximize", load_if_exists=True)
         for key, value in settings.items():
             s.set_user_attr(key, value)
-    elif any(s.user_attrs.get(k) != v for k, v in settings.items() if v is not None):
+        return s
+    s = optuna.load_study(study_name=study, storage=storage)
+    if any(s.user_attrs.get(k) != v for k, v in settings.items() if v is not None):
         raise SweepError(f"study {study!r} exists with other settings ({s.user_attrs}); choose another --study")
+    return s
 
 
 @contextmanager
@@ -290,13 +293,11 @@ def run(
     saved = read_json(folder / "sweep.json", "sweep folder") if (folder / "sweep.json").is_file() else {}
     study = study or saved.get("study") or folder.resolve().name
     settings = {"space": load_space(space) if space else saved.get("space"), "train_images": train_images}
-    if settings["space"] is None:
-        raise SweepError(f"{folder}: no sweep here yet; give --space NAME or FILE")
-    create(folder, storage_url, study, settings)
-    checkpoint.save_json(folder / "sweep.json", {"study": study, "space": settings["space"]})
+    folder.mkdir(parents=True, exist_ok=True)
+    s = create(open_storage(storage_url, folder), study, settings)
+    checkpoint.save_json(folder / "sweep.json", {"study": study, "space": s.user_attrs["space"]})
     start = time.perf_counter()
     with only_sweep_here(folder) as alone:
-        s = optuna.load_study(study_name=study, storage=open_storage(storage_url, folder))
         if alone and storage_url is None:
             retry_abandoned(s)
         if trials and workers == 1:
