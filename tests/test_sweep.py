@@ -3,8 +3,11 @@
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -76,6 +79,37 @@ def test_two_workers_on_a_journal_file_then_a_rerun_continues(tmp_path, mnist_di
     recipe = recipes.from_dict(best["recipe"])
     assert recipe.model == study.best_trial.user_attrs["model"] and recipe.epochs == 2
     assert models.count_parameters(models.create(recipe.model)) == study.best_trial.user_attrs["parameters"]
+
+
+def test_a_killed_sweep_continues_when_run_again(tmp_path, mnist_dir):
+    folder, space = tmp_path / "sweep", str(write_space(tmp_path))
+    args = [str(folder), "--space", space, "--trials", "2", *TRIAL_ARGS]
+    process = subprocess.Popen(sweep_command(*args), env=sweep_env(mnist_dir), stdout=subprocess.PIPE, text=True)
+    while not (folder / "sweep.json").exists() and process.poll() is None:  # written once the study exists
+        time.sleep(0.1)
+    study = optuna.load_study(study_name="sweep", storage=sweep.open_storage(None, folder))
+    killed = wait_for_trial_mid_way(study, f"{socket.gethostname()}:{process.pid}", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    again = run_sweep(*args, mnist_dir=mnist_dir)
+    assert again.returncode == 0, again.stderr
+    assert f"trial {killed} was left running by a killed sweep: failed, queued again" in again.stdout
+    trials = study.get_trials()
+    assert trials[killed].state == optuna.trial.TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retry) == 1 and retry[0].params == trials[killed].params and retry[0].number in trial_lines(again.stdout)
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def wait_for_trial_mid_way(study: optuna.Study, worker: str, process: subprocess.Popen) -> int:
+    """The number of a trial `worker` is running and has reported one epoch of (not finished)."""
+    while process.poll() is None:
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") == worker and t.intermediate_values:
+                return t.number
+        time.sleep(0.1)
+    pytest.fail(f"worker {worker} ended before it was seen mid-trial: {process.communicate()}")
 
 
 def test_a_design_over_budget_is_rejected_before_it_trains(tmp_path):

@@ -11,14 +11,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 
-from test_sweep import TRIAL_ARGS, run_sweep, sweep_command, sweep_env, trial_lines, write_space
+from test_sweep import TRIAL_ARGS, run_sweep, sweep_command, sweep_env, trial_lines, wait_for_trial_mid_way, write_space
 from tinymnist import sweep
 
 TrialState = optuna.trial.TrialState
@@ -96,13 +95,3 @@ def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried(tmp_path, mn
     assert sweep.counted(list(by_number.values())) == trials  # nothing lost, nothing extra
     assert sorted(t.state.name for t in by_number.values()) == ["COMPLETE"] * trials + ["FAIL"]
     assert retries[0].number in trial_lines(out)
-
-
-def wait_for_trial_mid_way(study: optuna.Study, worker: str, process: subprocess.Popen) -> int:
-    """The number of a trial `worker` is running and has reported one epoch of (not finished)."""
-    while process.poll() is None:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker") == worker and t.intermediate_values:
-                return t.number
-        time.sleep(0.1)
-    pytest.fail(f"worker {worker} ended before it was seen mid-trial: {process.communicate()}")
