@@ -144,6 +144,7 @@ def test_registered_spaces_fit_their_budgets():
         ({"budget": 500}, "cannot fit the budget: its smallest design tinynet-3-4-6-8 has 1,843 parameters > 500"),
         ({"params": {**SPACE["params"], "learning_rate": 0.1}}, "'learning_rate' is not a recipe field"),
         ({"params": {**SPACE["params"], "lr": {"low": 0.1}}}, "lr: give a value"),
+        ({"params": {**SPACE["params"], "lr": {"low": 0, "high": 0.1, "log": True}}}, "lr: give a value"),
         ({"family": "resnet"}, "family 'resnet' is not one of"),
         ({"base": "nope"}, "base 'nope' is not a recipe"),
     ],

@@ -90,9 +90,7 @@ def check_space(space: object, where: str) -> None:
     for name, spec in params.items() if isinstance(params, dict) else [("params", None)]:
         if name not in known and name not in widths:
             raise SweepError(f"{where}: {name!r} is not a recipe field nor a width ({', '.join(widths)})")
-        if isinstance(spec, dict) and not (
-            spec.keys() == {"choice"} or {"low", "high"} <= spec.keys() <= {"low", "high", "log"}
-        ):
+        if isinstance(spec, dict) and not (ranged(spec) or spec.keys() == {"choice"} and spec["choice"]):
             raise SweepError(f'{where}: {name}: give a value, {{"low", "high"[, "log"]}} or {{"choice"}}')
     missing = [w for w in widths if w not in params]
     if missing:
@@ -104,6 +102,14 @@ def check_space(space: object, where: str) -> None:
             f"{where}: cannot fit the budget: its smallest design {smallest} has {size:,} parameters "
             f"> {space['budget']:,}"
         )
+
+
+def ranged(spec: dict) -> bool:
+    """Whether `spec` is a valid {"low", "high"[, "log"]}."""
+    if not {"low", "high"} <= spec.keys() <= {"low", "high", "log"}:
+        return False
+    low, high = spec["low"], spec["high"]
+    return all(isinstance(v, int | float) for v in (low, high)) and low <= high and (low > 0 or not spec.get("log"))
 
 
 def width_names(space: dict) -> list[str]:
@@ -207,9 +213,9 @@ def only_sweep_here(folder: Path) -> Iterator[bool]:
 def retry_abandoned(study: optuna.Study) -> None:
     """Journal storage has no heartbeat: when no other command runs in this folder, a trial still
     RUNNING was killed with its worker; fail it and queue its design again, as the database does."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        RetryHeartbeatStaleTrialCallback()(study, study._storage.get_trial(t._trial_id))
+    for t in study.get_trials(states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL)
+        RetryHeartbeatStaleTrialCallback()(study, t)  # a WAITING copy: same design, retry_history
         print(f"trial {t.number} was left running by a killed sweep: failed, queued again")
 
 
@@ -240,16 +246,20 @@ def objective(trial: optuna.Trial, mnist: data.MNIST, folder: Path) -> float:
 def describe(t: FrozenTrial) -> str:
     """One line per finished trial."""
     design = f"{t.user_attrs.get('model')} ({t.user_attrs.get('parameters', 0):,} parameters)"
-    knobs = " ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.params.items() if k[0] != "w")
-    seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0
     if "rejected" in t.user_attrs:
         return f"trial {t.number:3d} REJECTED  {design}: {t.user_attrs['rejected']}"
+    rest = f"{design}  {knobs(t.params)}  {trial_seconds(t):.0f}s"
     if t.state == TrialState.PRUNED:
         last = max(t.intermediate_values, default=0)
         acc = f"val {t.intermediate_values[last]:.2%}" if last else ""
-        return f"trial {t.number:3d} PRUNED at epoch {last} {acc}  {design}  {knobs}  {seconds:.0f}s"
+        return f"trial {t.number:3d} PRUNED at epoch {last} {acc}  {rest}"
     value = f"val {t.value:.2%}" if t.value is not None else ""
-    return f"trial {t.number:3d} {t.state.name} {value}  {design}  {knobs}  {seconds:.0f}s"
+    return f"trial {t.number:3d} {t.state.name} {value}  {rest}"
+
+
+def knobs(params: dict) -> str:
+    """The recipe fields a trial sampled (the widths are in the model's name)."""
+    return " ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items() if k[0] != "w")
 
 
 def counted(trials: list[FrozenTrial]) -> int:
@@ -273,11 +283,9 @@ def work(
 
     while True:
         fail_stale_trials(s)  # databases: a killed worker's trial -> FAIL, and queued again
-        states = [t.state for t in s.get_trials(deepcopy=False)]
-        if (
-            TrialState.WAITING in states
-            or counted(s.get_trials(deepcopy=False)) + states.count(TrialState.RUNNING) < trials
-        ):
+        now = s.get_trials(deepcopy=False)
+        states = [t.state for t in now]
+        if TrialState.WAITING in states or counted(now) + states.count(TrialState.RUNNING) < trials:
             s.optimize(lambda t: objective(t, mnist, folder), n_trials=1, callbacks=[line])
         elif TrialState.RUNNING in states and storage_url:  # wait: another worker's, or a stale one
             time.sleep(HEARTBEAT_SECONDS)
@@ -334,7 +342,7 @@ def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
         "best": [row(t) for t in complete[:BEST_SHOWN]],
         "machine": results.machine(),
         "load_average": os.getloadavg(),
-        "command": "tinymnist " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "tinymnist" else None,
+        "command": "tinymnist " + " ".join(sys.argv[1:]),  # as the command line ran it
     }
     checkpoint.save_json(folder / "summary.json", summary)
     if complete:
@@ -376,10 +384,8 @@ def table(summary: dict) -> str:
     lines = [f"{summary['study']}: " + ", ".join(f"{n} {k.lower()}" for k, n in summary["states"].items() if n)]
     lines.append(f"{'trial':>5}  {'val acc':>7}  {'parameters':>10}  {'model':<22} recipe")
     for r in summary["best"]:
-        knobs = " ".join(
-            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r["params"].items() if k[0] != "w"
-        )
-        lines.append(f"{r['number']:>5}  {r['val_accuracy']:>7.2%}  {r['parameters']:>10,}  {r['model']:<22} {knobs}")
+        head = f"{r['number']:>5}  {r['val_accuracy']:>7.2%}  {r['parameters']:>10,}  {r['model']:<22}"
+        lines.append(f"{head} {knobs(r['params'])}")
     return "\n".join(lines)
 
 
