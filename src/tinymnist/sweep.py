@@ -200,14 +200,17 @@ def create(storage: optuna.storages.BaseStorage, study: str, settings: dict) -> 
 
 
 @contextmanager
-def only_sweep_here(folder: Path) -> Iterator[bool]:
-    """Whether this is the only command running a sweep in `folder` (held for the whole run)."""
-    with open(folder / ".lock", "w") as f:
+def sweeping(folder: Path) -> Iterator[bool]:
+    """Mark `folder` as in use by this process (a shared lock, held throughout); yields whether no
+    other process (a command or a worker, even one whose command was killed) was using it."""
+    with open(folder / ".lock", "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            yield True
+            alone = True
         except BlockingIOError:
-            yield False
+            alone = False
+        fcntl.flock(f, fcntl.LOCK_SH)
+        yield alone
 
 
 def retry_abandoned(study: optuna.Study) -> None:
@@ -273,24 +276,25 @@ def work(
     """One worker: run trials until the study has `trials` counted ones and none running or queued."""
     torch.set_num_threads(1)
     s = optuna.load_study(study_name=study, storage=open_storage(storage_url, folder), pruner=PRUNER[pruner]())
-    mnist = data.validation_split(data.load(data_dir).to(pick_device(device)), VAL_IMAGES)
-    n = s.user_attrs.get("train_images")
-    if n:
-        mnist = data.MNIST(mnist.train_images[:n], mnist.train_labels[:n], mnist.test_images, mnist.test_labels)
+    with sweeping(folder):  # so that a rerun never takes this worker's trials for abandoned ones
+        mnist = data.validation_split(data.load(data_dir).to(pick_device(device)), VAL_IMAGES)
+        n = s.user_attrs.get("train_images")
+        if n:
+            mnist = data.MNIST(mnist.train_images[:n], mnist.train_labels[:n], mnist.test_images, mnist.test_labels)
 
-    def line(_: optuna.Study, t: FrozenTrial) -> None:
-        print(describe(t), flush=True)
+        def line(_: optuna.Study, t: FrozenTrial) -> None:
+            print(describe(t), flush=True)
 
-    while True:
-        fail_stale_trials(s)  # databases: a killed worker's trial -> FAIL, and queued again
-        now = s.get_trials(deepcopy=False)
-        states = [t.state for t in now]
-        if TrialState.WAITING in states or counted(now) + states.count(TrialState.RUNNING) < trials:
-            s.optimize(lambda t: objective(t, mnist, folder), n_trials=1, callbacks=[line])
-        elif TrialState.RUNNING in states and storage_url:  # wait: another worker's, or a stale one
-            time.sleep(HEARTBEAT_SECONDS)
-        else:
-            return
+        while True:
+            fail_stale_trials(s)  # databases: a killed worker's trial -> FAIL, and queued again
+            now = s.get_trials(deepcopy=False)
+            states = [t.state for t in now]
+            if TrialState.WAITING in states or counted(now) + states.count(TrialState.RUNNING) < trials:
+                s.optimize(lambda t: objective(t, mnist, folder), n_trials=1, callbacks=[line])
+            elif TrialState.RUNNING in states and storage_url:  # wait: another worker's, or a stale one
+                time.sleep(HEARTBEAT_SECONDS)
+            else:
+                return
 
 
 def run(
@@ -305,7 +309,7 @@ def run(
     s = create(open_storage(storage_url, folder), study, settings)
     checkpoint.save_json(folder / "sweep.json", {"study": study, "space": s.user_attrs["space"]})
     start = time.perf_counter()
-    with only_sweep_here(folder) as alone:
+    with sweeping(folder) as alone:
         if alone and storage_url is None:
             retry_abandoned(s)
         if trials and workers == 1:
