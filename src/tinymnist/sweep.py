@@ -271,13 +271,18 @@ def counted(trials: list[FrozenTrial]) -> int:
 
 
 def work(
-    folder: Path, storage_url: str | None, study: str, trials: int, pruner: str, data_dir: str | None, device: str
-) -> None:
-    """One worker: run trials until the study has `trials` counted ones and none running or queued."""
+    folder: Path, storage_url: str | None, study: str, trials: int, pruner: str, data_dir: str | None, device: str,
+    index: int = 0,
+) -> None:  # fmt: skip
+    """One worker: run trials until the study has `trials` counted ones and none running or queued.
+    Worker `index` runs on GPU index mod the number of GPUs, or on one CPU thread."""
     torch.set_num_threads(1)
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", index % torch.cuda.device_count())
     s = optuna.load_study(study_name=study, storage=open_storage(storage_url, folder), pruner=PRUNER[pruner]())
     with sweeping(folder):  # so that a rerun never takes this worker's trials for abandoned ones
-        mnist = data.validation_split(data.load(data_dir).to(pick_device(device)), VAL_IMAGES)
+        mnist = data.validation_split(data.load(data_dir).to(dev), VAL_IMAGES)
         n = s.user_attrs.get("train_images")
         if n:
             mnist = data.MNIST(mnist.train_images[:n], mnist.train_labels[:n], mnist.test_images, mnist.test_labels)
@@ -318,8 +323,8 @@ def run(
             # spawn, not fork: a forked child of a process that has used OpenMP threads can hang
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 jobs = [
-                    pool.submit(work, folder, storage_url, study, trials, pruner, data_dir, device)
-                    for _ in range(workers)
+                    pool.submit(work, folder, storage_url, study, trials, pruner, data_dir, device, i)
+                    for i in range(workers)
                 ]
                 for job in jobs:
                     job.result()
