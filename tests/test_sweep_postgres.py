@@ -6,6 +6,7 @@ binaries are absent.
 """
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -25,8 +26,9 @@ TrialState = optuna.trial.TrialState
 
 def postgres_bin() -> Path | None:
     """The folder of initdb and pg_ctl: Debian keeps them out of PATH, under /usr/lib/postgresql."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or [Path(p) for p in [shutil.which("pg_ctl")] if p]
-    return found[-1].parent if found and (found[-1].parent / "initdb").exists() else None
+    on_path = [Path(p).parent for p in [shutil.which("initdb")] if p]
+    folders = on_path + sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # newest version first
+    return next((f for f in folders if (f / "initdb").exists() and (f / "pg_ctl").exists()), None)
 
 
 def free_port() -> int:
@@ -44,8 +46,9 @@ def postgres_url() -> Iterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="tinymnist-pg-"))
     as_user = []
     if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(folder, "postgres" if shutil.which("runuser") and _user_exists("postgres") else "nobody")
-        as_user = ["runuser", "-u", folder.owner(), "--"]
+        user = "postgres" if user_exists("postgres") else "nobody"  # Debian's package creates postgres
+        shutil.chown(folder, user)
+        as_user = ["runuser", "-u", user, "--"]
     data, port = folder / "data", free_port()
     pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data)]
     subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "sweep", "--auth=trust"], check=True,
@@ -59,9 +62,7 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _user_exists(name: str) -> bool:
-    import pwd
-
+def user_exists(name: str) -> bool:
     try:
         pwd.getpwnam(name)
         return True
