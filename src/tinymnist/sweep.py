@@ -309,10 +309,10 @@ def run(
     """Create or continue the sweep in `folder` with `workers` processes; returns its summary."""
     saved = read_json(folder / "sweep.json", "sweep folder") if (folder / "sweep.json").is_file() else {}
     study = study or saved.get("study") or folder.resolve().name
-    settings = {"space": load_space(space) if space else saved.get("space"), "train_images": train_images}
+    settings = {"space": load_space(space) if space else None, "train_images": train_images}
     folder.mkdir(parents=True, exist_ok=True)
     s = create(open_storage(storage_url, folder), study, settings)
-    checkpoint.save_json(folder / "sweep.json", {"study": study, "space": s.user_attrs["space"]})
+    checkpoint.save_json(folder / "sweep.json", {"study": study})  # the rest lives in the study
     start = time.perf_counter()
     with sweeping(folder) as alone:
         if alone and storage_url is None:
