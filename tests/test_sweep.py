@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from helpers import subset
 from tinymnist import models, recipes, sweep
 from tinymnist.cli import main
 
@@ -123,6 +124,16 @@ def test_a_design_over_budget_is_rejected_before_it_trains(tmp_path):
     assert trial.user_attrs["rejected"] == f"{trial.user_attrs['parameters']:,} parameters > budget 2,000"
     assert not (tmp_path / "trials").exists()
     assert "REJECTED" in sweep.describe(trial) and sweep.counted([trial]) == 0
+
+
+def test_a_poor_trial_is_pruned_after_the_epoch_it_reported(tmp_path, mnist):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.999))
+    study.set_user_attr("space", SPACE)
+    study.optimize(lambda t: sweep.objective(t, subset(mnist, 500, 500), tmp_path), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
+    assert len((tmp_path / "trials" / "0000" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never ran
+    assert sweep.describe(trial).startswith("trial   0 PRUNED at epoch 1 val ")
 
 
 def test_parametric_model_names():
