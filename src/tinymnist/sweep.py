@@ -52,7 +52,7 @@ class SweepError(TinyMnistError):
     pass
 
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # this module prints one line per trial itself
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module prints one line per trial itself
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, plots
 
 
