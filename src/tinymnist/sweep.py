@@ -390,7 +390,9 @@ def metrics(folder: Path, t: FrozenTrial) -> list[dict]:
 
 def table(summary: dict) -> str:
     """The best trials, best first."""
-    lines = [f"{summary['study']}: " + ", ".join(f"{n} {k.lower()}" for k, n in summary["states"].items() if n)]
+    counts = {**summary["states"], "PRUNED": summary["states"]["PRUNED"] - summary["rejected_by_budget"]}
+    counts["REJECTED (over budget)"] = summary["rejected_by_budget"]
+    lines = [f"{summary['study']}: " + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n)]
     lines.append(f"{'trial':>5}  {'val acc':>7}  {'parameters':>10}  {'model':<22} recipe")
     for r in summary["best"]:
         head = f"{r['number']:>5}  {r['val_accuracy']:>7.2%}  {r['parameters']:>10,}  {r['model']:<22}"
