@@ -187,6 +187,29 @@ def command(sub, name: str, func, summary: str, description: str, example: str) 
     return p
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from tinymnist import data
+
+    try:
+        from tinymnist import sweep
+    except ModuleNotFoundError as e:
+        raise TinyMnistError(f"sweep needs {e.name}, which is not installed: pip install 'tinymnist[sweep]'") from None
+    if args.trials < 0 or args.workers < 1 or (args.train_images is not None and args.train_images < 1):
+        raise TinyMnistError("--trials must be at least 0, --workers and --train-images at least 1")
+    if args.storage and args.storage.startswith("sqlite") and args.workers > 1:
+        raise TinyMnistError(f"--storage {args.storage}: SQLite is unsafe with parallel workers; omit --storage")
+    folder = Path(args.folder)
+    if args.trials:
+        data.load(args.data_dir, download=not args.no_download)  # check (or download) MNIST once, before any worker
+    summary = sweep.run(
+        folder, args.space, args.trials, args.workers, args.storage, args.study, args.train_images, args.pruner,
+        args.data_dir, args.device,
+    )  # fmt: skip
+    print(sweep.table(summary))
+    if summary["best"]:
+        print(f"best design as a recipe: {folder / 'best-recipe.json'}; plots and summary.json in {folder}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinymnist",
@@ -336,6 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into neighbouring convolutions first")
     add_data_args(p, device=False)
+
+    p = command(
+        sub,
+        "sweep",
+        cmd_sweep,
+        "search designs and recipes with Optuna on the validation split",
+        "Search model widths and recipe fields (a space: recipes.SPACES or a JSON file) under a parameter budget,\n"
+        "judged on the final epoch's accuracy on the 5,000-image validation split; rerunning continues. Many\n"
+        "machines share one study with --storage postgresql+psycopg://... (docs/sweeps.md).",
+        "tinymnist sweep runs/sweeps/tiny8k --space tiny8k --trials 40 --workers 2",
+    )
+    p.add_argument("folder", help="the sweep's folder: journal, trial runs, summary, plots, best recipe")
+    p.add_argument("--space", help=f"search space: one of {', '.join(recipes.SPACES)}, or a JSON file (first run)")
+    p.add_argument("--trials", type=int, default=20, help="trained or pruned trials the study should reach (20)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine, one thread each (1)")
+    p.add_argument("--storage", help="database URL shared by many machines, e.g. postgresql+psycopg://user@host/db")
+    p.add_argument("--study", help="study name (default: the folder's name)")
+    p.add_argument("--train-images", type=int, help="train on the first N of the 55,000 images (default: all)")
+    p.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="(default: median)")
+    add_data_args(p)
     return parser
 
 
