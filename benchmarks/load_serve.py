@@ -15,6 +15,7 @@ import argparse
 import io
 import itertools
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,9 +68,15 @@ def rss_kib(pid: int) -> dict[str, int]:
     return {"rss_kib": int(fields["VmRSS"].split()[0]), "peak_rss_kib": int(fields["VmHWM"].split()[0])}
 
 
-def start_server(checkpoint: str) -> tuple[subprocess.Popen, str]:
+def start_server(checkpoint: str, open_files: int | None = None, limits: str = "") -> tuple[subprocess.Popen, str]:
+    """`tinymnist serve` on a free loopback port, optionally as under `ulimit -n open_files`, or
+    `serve.serve` with `serve.Limits(<limits>)` where `limits` is given."""
     cmd = [sys.executable, "-m", "tinymnist", "serve", checkpoint, "--host", "127.0.0.1", "--port", "0"]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    if limits:
+        code = f"from tinymnist import serve; serve.serve({checkpoint!r}, port=0, limits=serve.Limits({limits}))"
+        cmd = [sys.executable, "-c", code]
+    limit = open_files and (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=limit or None)
     line = server.stdout.readline()
     if "http://127.0.0.1:" not in line:
         server.kill()

@@ -1,7 +1,7 @@
-"""Regenerate the README's results tables and the Pareto plots from the JSON files in results/.
+"""Regenerate the results tables of the README and the docs pages, and the Pareto plot, from the
+JSON files in results/.
 
-    python benchmarks/report.py     # rewrites the marked blocks of README.md and docs/datasets.md,
-                                    # docs/pareto.png and docs/pareto-fashion-mnist.png
+    python benchmarks/report.py     # rewrites the marked blocks of README.md and docs/*.md, and docs/pareto.png
 
 Every figure in the tables comes from a results file that `tinymnist repeat` (or another
 benchmark in this folder) wrote from a real run; nothing is typed in by hand.
@@ -19,6 +19,22 @@ def machine_line(m: dict) -> str:
     gpu = f", {m['gpu']}" if m.get("gpu") else ""
     threads = f", {m['torch_threads']} torch thread{'s' if m['torch_threads'] > 1 else ''}"
     return f"{m['cpu']} ({m['cores']} cores{threads}{gpu}), torch {m['torch']}, device {m['device']}"
+
+
+def front_table(results: list[dict]) -> str:
+    """The README's one table: each recipe's final-epoch test accuracy, with the machine said once."""
+    rows = [
+        "| recipe | model | parameters | epochs | final test accuracy, mean ± std (seeds) | min | seeds ≥ 99.40% |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        s = r["summary"]
+        rows.append(
+            f"| `{r['name']}` | `{r['recipe']['model']}` | {r['runs'][0]['parameters']:,} | {r['recipe']['epochs']} "
+            f"| {s['mean']:.2%} ± {s['std']:.2%} ({s['seeds']}) | {s['min']:.2%} | {s['at_least_99_40']}/{s['seeds']} |"
+        )
+    machines = sorted({machine_line(r["machine"]) for r in results})
+    return "\n".join(rows) + f"\n\nMachine: {'; '.join(machines)}."
 
 
 def accuracy_table(results: list[dict]) -> str:
@@ -76,11 +92,11 @@ def goals_table(results: list[dict]) -> str:
 
 def speed_table(results: list[dict]) -> str:
     rows = [
-        "| recipe | parameters | seeds | median wall time to final epoch "
+        "| recipe | parameters | seeds | median wall time to final epoch | median training time "
         "| final test accuracy (median; all seeds ≥ 99.40%?) "
         "| epochs | train images/s | naive baseline: time, epochs, accuracy, images/s | speed-up (time, images/s) "
         "| machine | command |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in results:
         m, b, s = r["median"], r.get("baseline"), r.get("speedup")
@@ -99,6 +115,7 @@ def speed_table(results: list[dict]) -> str:
             )
         rows.append(
             f"| `{r['recipe']}` | {r['parameters']:,} | {len(r['runs'])} | {m['wall_seconds']:.0f} s "
+            f"| {m['train_seconds']:.0f} s "
             f"| {m['final_test_accuracy']:.2%} ({'yes' if r['every_seed_reached_99_40'] else 'no'}) "
             f"| {m['epochs']:.0f} | {m['images_per_second']:.0f} | {base} | {speedup} "
             f"| {machine_line(r['machine'])} | `{r['command']}` |"
@@ -150,6 +167,35 @@ def serve_table(path: Path) -> str:
             f"| `{r['command']}` |",
         ]
     )
+
+
+def serve_attack_table(path: Path) -> str:
+    r = json.loads(path.read_text())
+    quiet = r["phases"]["quiet"]["good_requests_per_second"]
+    rows = [
+        "| phase | attack | good requests/s (of quiet) | good p50 | good p99 | good answered right | /health answered "
+        "| server memory before → peak → after |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, p in r["phases"].items():
+        lat, mem, health = p["good_latency_ms"], p["server_rss_mib"], p["health"]
+        rows.append(
+            f"| {name} | {r['attacks'].get(name, 'none')} | {p['good_requests_per_second']:.1f} "
+            f"({p['good_requests_per_second'] / quiet:.0%}) | {lat['p50']:.0f} ms | {lat['p99']:.0f} ms "
+            f"| {p['good_requests'] - p['wrong_or_failed']:,} of {p['good_requests']:,} "
+            f"| {health['answered']} of {health['asked']} | {mem['before']} → {mem['peak']} → {mem['after']} MiB |"
+        )
+    mem, load = r["server_rss_mib"], r["load_average_before"]
+    met = ", ".join(f"{k.replace('_', ' ')}: {'yes' if v else 'NO'}" for k, v in r["targets"].items())
+    rows += [
+        "",
+        f"Server memory over the whole run: {mem['start']} MiB at the start, {mem['peak']} MiB at the peak "
+        f"(VmHWM), {mem['end']} MiB at the end. Targets: {met}. {r['seconds_per_phase']:.0f} s a phase, "
+        f"{r['good_clients']} good clients, server under `ulimit -n {r['server_open_files_limit']}`; "
+        f"{machine_line(r['machine'])}, commit {r['machine'].get('git_commit')}, load average {load[0]:.1f} before "
+        f"(the machine was shared); `{r['command']}`.",
+    ]
+    return "\n".join(rows)
 
 
 def fashion_table(results: list[dict], anchors: dict) -> str:
@@ -226,10 +272,10 @@ def pareto_plot(
     plt.close(fig)
 
 
-def replace_block(text: str, name: str, body: str, where: str = "README.md") -> str:
+def replace_block(text: str, name: str, body: str, file: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        sys.exit(f"{where} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+        sys.exit(f"{file} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
@@ -238,29 +284,39 @@ def load(paths: list[Path]) -> list[dict]:
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
     folder = ROOT / "results"
     speed = load(sorted(folder.glob("speed-*.json")))
     engine = load(sorted(folder.glob("engine-*.json")))
     accuracy = [r for r in load(sorted(folder.glob("*.json"))) if "summary" in r]  # `repeat` results
     accuracy.sort(key=lambda r: -r["runs"][0]["parameters"])  # largest model first
-    text = replace_block(readme.read_text(), "accuracy", accuracy_table(accuracy))
-    text = replace_block(text, "goals", goals_table(accuracy))
-    text = replace_block(text, "speed", speed_table(speed))
-    text = replace_block(text, "engine", engine_table(engine))
-    text = replace_block(text, "validation", validation_table(sorted((folder / "validation").glob("*.json"))))
-    text = replace_block(text, "serve", serve_table(folder / "serve_load.json"))
-    readme.write_text(text)
-    pareto_plot(
-        accuracy, ROOT / "docs" / "pareto.png", "tinymnist: what a parameter budget buys on MNIST (dashed: 99.40%)"
-    )
     fashion = [r for r in load(sorted((folder / "fashion-mnist").glob("*.json"))) if "summary" in r]
     fashion.sort(key=lambda r: -r["runs"][0]["parameters"])
     anchors = json.loads((folder / "fashion-mnist" / "anchors.json").read_text())
-    datasets = ROOT / "docs" / "datasets.md"
-    text = replace_block(datasets.read_text(), "fashion", fashion_table(fashion, anchors), datasets.name)
-    fashion_validation = sorted((folder / "fashion-mnist" / "validation").glob("*.json"))
-    datasets.write_text(replace_block(text, "fashion-validation", validation_table(fashion_validation), datasets.name))
+    blocks = {  # file: {block: its generated body}
+        "README.md": {"accuracy": front_table(accuracy)},
+        "docs/results.md": {
+            "accuracy-detail": accuracy_table(accuracy),
+            "goals": goals_table(accuracy),
+            "validation": validation_table(sorted((folder / "validation").glob("*.json"))),
+        },
+        "docs/speed.md": {"speed": speed_table(speed), "engine": engine_table(engine)},
+        "docs/serve.md": {
+            "serve": serve_table(folder / "serve_load.json"),
+            "serve-attack": serve_attack_table(folder / "serve_attack.json"),
+        },
+        "docs/datasets.md": {
+            "fashion": fashion_table(fashion, anchors),
+            "fashion-validation": validation_table(sorted((folder / "fashion-mnist" / "validation").glob("*.json"))),
+        },
+    }
+    for file, bodies in blocks.items():
+        text = (ROOT / file).read_text()
+        for name, body in bodies.items():
+            text = replace_block(text, name, body, file)
+        (ROOT / file).write_text(text)
+    pareto_plot(
+        accuracy, ROOT / "docs" / "pareto.png", "tinymnist: what a parameter budget buys on MNIST (dashed: 99.40%)"
+    )
     pareto_plot(
         fashion,
         ROOT / "docs" / "pareto-fashion-mnist.png",
@@ -269,8 +325,8 @@ def main() -> None:
         anchors=[a for a in anchors["rows"] if a["parameters"] is not None],
     )
     print(
-        f"README.md: tables from {len(accuracy)} accuracy, {len(speed)} speed, {len(engine)} engine "
-        f"and 1 serve results files; docs/datasets.md: {len(fashion)} Fashion-MNIST results files"
+        f"{', '.join(blocks)}: tables from {len(accuracy)} accuracy, {len(speed)} speed, {len(engine)} engine "
+        f"and 1 serve results files; {len(fashion)} Fashion-MNIST results files"
     )
 
 

@@ -15,33 +15,21 @@ import json
 import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from tinymnist import checkpoint, recipes, results
+from tinymnist import checkpoint, pretrained, recipes, results
 from tinymnist.repeat import train_seed
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "src" / "tinymnist" / "weights"
 SEED = 1
 PROTOCOL = (
     "Trained on all 60,000 MNIST training images with the recipe as registered (nothing tuned on the "
     "test set: recipes were chosen on a fixed 5,000-image validation split, see the README's protocol); "
     "these are the weights of the final epoch, whose accuracy on the 10,000 test images is reported."
 )
-
-
-def eligible() -> list[str]:
-    """Recipes whose committed results file has 5 seeds made with the recipe as registered now."""
-    names = []
-    for name, recipe in recipes.RECIPES.items():
-        found = results.read(ROOT / "results" / f"{name}.json")
-        if found and len(found["runs"]) >= 5 and recipes.from_dict(found["recipe"]) == recipe:
-            names.append(name)
-    return names
 
 
 def train(name: str, runs: Path, data_dir: str | None) -> Path:
@@ -55,12 +43,6 @@ def write(name: str, run_dir: Path, command: str) -> None:
     ckpt = checkpoint.read(run_dir / checkpoint.FINAL)
     recorded = results.read(ROOT / "results" / f"{name}.json")
     seed_row = next(r for r in recorded["runs"] if r["seed"] == SEED)
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in ckpt["state_dict"].items()}
-    target = WEIGHTS / f"{name}.safetensors"
-    checkpoint.atomic_write(
-        target, lambda tmp: save_file(tensors, str(tmp), metadata={"model": ckpt["model"], "recipe": name})
-    )
     final = ckpt["final"]
     card = {
         "name": name,
@@ -81,8 +63,10 @@ def write(name: str, run_dir: Path, command: str) -> None:
         "machine": {**results.machine("cpu"), "torch_threads": 1},
         "command": command,
     }
-    checkpoint.save_json(WEIGHTS / f"{name}.json", card)
-    print(f"{name}: {target.relative_to(ROOT)} ({ckpt['model']}, test accuracy {final['test_accuracy']:.2%})")
+    pretrained.write(pretrained.WEIGHTS, card, ckpt["state_dict"])
+    print(
+        f"{name}: {pretrained.WEIGHTS / name}.safetensors ({ckpt['model']}, test accuracy {final['test_accuracy']:.2%})"
+    )
 
 
 def main() -> None:
@@ -92,14 +76,14 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/pretrained", help="folder of the run folders")
     parser.add_argument("--data-dir", help="MNIST folder (default: $TINYMNIST_DATA, then the cache)")
     args = parser.parse_args()
-    names = args.recipes or eligible()
+    names = args.recipes or pretrained.eligible(ROOT / "results")
     runs = Path(args.runs)
+    command = ("python scripts/make_pretrained.py " + " ".join(sys.argv[1:])).strip()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        run_dirs = list(pool.map(train, names, [runs] * len(names), [args.data_dir] * len(names)))
-    command = "python scripts/make_pretrained.py " + " ".join(sys.argv[1:])
-    for name, run_dir in zip(names, run_dirs, strict=True):
-        write(name, run_dir, command.strip())
-    print(json.dumps({"written": names, "folder": os.path.relpath(WEIGHTS)}))
+        futures = {pool.submit(train, name, runs, args.data_dir): name for name in names}
+        for future in as_completed(futures):  # each recipe is written as soon as it is trained
+            write(futures[future], future.result(), command)
+    print(json.dumps({"written": names, "folder": os.path.relpath(pretrained.WEIGHTS)}))
 
 
 if __name__ == "__main__":

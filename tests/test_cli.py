@@ -1,8 +1,14 @@
 """Command-line error paths: one line on stderr, exit code 2, no traceback."""
 
+import json
+import subprocess
+import sys
+
 import torch
 
-from tinymnist.cli import main
+from helpers import subset
+from tinymnist import recipes, training
+from tinymnist.cli import build_parser, main
 
 
 def fails(argv, capsys, expected):
@@ -19,8 +25,27 @@ def test_unknown_recipe_and_model(capsys):
 
 
 def test_bad_numbers(capsys):
-    fails(["train", "--epochs", "0"], capsys, "--epochs 0")
-    fails(["train", "--lr", "-1"], capsys, "--lr")
+    fails(["train", "--epochs", "0"], capsys, "epochs=0: must be at least 1")
+    fails(["train", "--lr", "-1"], capsys, "lr=-1.0: must be positive")
+    fails(["train", "--set", "batch_size=0"], capsys, "batch_size=0: must be at least 1")
+    fails(["train", "--set", "schedule=cosine"], capsys, "schedule='cosine': choose onecycle or constant")
+
+
+def test_bad_settings_and_recipe_files(capsys, tmp_path):
+    fails(["train", "--set", "nope=1"], capsys, "unknown recipe field 'nope'")
+    fails(["train", "--set", "lr=fast"], capsys, "lr takes a float, not 'fast'")
+    fails(["train", "--set", "bf16=maybe"], capsys, "bf16 takes a bool")
+    fails(["train", "--set", "epochs"], capsys, "expected NAME=VALUE")
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"recipe": {"model": "seed", "epochs": 3}}))
+    fails(["train", "--recipe", str(partial)], capsys, "lacks field(s) batch_size")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("lr = = 3")
+    fails(["train", "--recipe", str(broken)], capsys, "not valid TOML")
+    typed = tmp_path / "typed.toml"
+    typed.write_text('base = "seed"\nepochs = "ten"\n')
+    fails(["train", "--recipe", str(typed)], capsys, "epochs='ten': must be int, not str")
+    fails(["train", "--recipe", str(tmp_path / "none.toml")], capsys, "cannot read")
 
 
 def test_missing_run_folder(capsys, tmp_path):
@@ -77,3 +102,36 @@ def test_evaluate_prints_accuracy(capsys, trained_checkpoint, mnist_dir, tmp_pat
     assert (tmp_path / "confusion.png").is_file() and (tmp_path / "mistakes.png").is_file()
     out = capsys.readouterr().out
     assert "accuracy 9" in out and "per-class accuracy" in out
+
+
+def test_recipe_files_round_trip_a_runs_config(tmp_path, mnist):
+    recipe = recipes.override(recipes.get("tiny3k"), epochs=1, lr=0.02, label_smoothing=0.1)
+    training.train(recipe, subset(mnist, 256, 100), tmp_path / "run", log=lambda line: None)
+    assert recipes.resolve(str(tmp_path / "run" / "config.json")) == recipe
+    (tmp_path / "mine.toml").write_text('[recipe]\nbase = "tiny3k"\nepochs = 1\nlr = 0.02\nlabel_smoothing = 0.1\n')
+    assert recipes.resolve(str(tmp_path / "mine.toml")) == recipe
+    assert dict(map(recipes.parse_setting, ["lr=0.02", "bf16=yes", "epochs=1"])) == {
+        "lr": 0.02,
+        "bf16": True,
+        "epochs": 1,
+    }
+
+
+def test_help_and_version_answer_without_importing_torch():
+    code = "import sys; from tinymnist.cli import main; main(sys.argv[1:])"
+    for argv in (["--help"], ["--version"], ["train", "--help"]):
+        out = subprocess.run([sys.executable, "-X", "importtime", "-c", code, *argv], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time")}
+        assert "torch" not in imported and "matplotlib" not in imported, argv
+    assert out.stdout.count("example:") == 1
+    version = subprocess.run([sys.executable, "-m", "tinymnist", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"tinymnist {__import__('tinymnist').__version__}"
+
+
+def test_every_subcommand_has_a_description_and_an_example():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert len(commands) == 8
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert parser.description and f"example:\n  tinymnist {name}" in text, name

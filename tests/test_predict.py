@@ -1,9 +1,11 @@
-"""`predict` on real image files: hand-drawn digits in many formats, and broken files."""
+"""`predict` on real image files: hand-drawn digits in many formats, and broken or special files."""
 
 import io
 import json
+import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 from PIL import Image
 
 from drawing import draw_digit, photo_of
-from tinymnist import checkpoint, images, predict
+from tinymnist import checkpoint, images, inference
 from tinymnist.cli import main
 
 
@@ -24,7 +26,7 @@ def predicted(model, img: Image.Image, fmt: str = "PNG", **save) -> int:
     buffer = io.BytesIO()
     img.save(buffer, fmt, **save)
     digit = images.to_mnist(images.decode(buffer.getvalue()))
-    return int(predict.probabilities(model, digit[None]).argmax())
+    return int(inference.probabilities(model, digit[None]).argmax())
 
 
 @pytest.mark.parametrize("digit", range(10))
@@ -49,7 +51,7 @@ def test_preprocessing_keeps_mnist_digits(model, mnist):
     """MNIST test digits put through the file pipeline are classified (almost) as well as raw."""
     raw, labels = mnist.test_images[:500], mnist.test_labels[:500]
     again = torch.stack([images.to_mnist(Image.fromarray(x.numpy())) for x in raw])
-    accuracy = [(predict.probabilities(model, x).argmax(1) == labels).float().mean().item() for x in (raw, again)]
+    accuracy = [(inference.probabilities(model, x).argmax(1) == labels).float().mean().item() for x in (raw, again)]
     assert accuracy[1] >= accuracy[0] - 0.01, accuracy
 
 
@@ -119,3 +121,43 @@ def test_cli_argument_errors(trained_checkpoint, tmp_path, capsys):
     assert "no image files found" in capsys.readouterr().err
     assert main(["predict", str(trained_checkpoint), str(tmp_path), "--top", "11"]) == 2
     assert "--top 11" in capsys.readouterr().err
+
+
+def test_read_checks_the_file_before_reading(tmp_path):
+    """Only regular files are read, and only up to the size limit: never a device, FIFO or folder."""
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)  # opening it for reading would wait forever for a writer
+    sparse = tmp_path / "sparse.png"
+    with open(sparse, "wb") as f:
+        f.truncate(50 << 30)  # 50 GB that take no disk space
+    cases = {Path("/dev/zero"): "not a regular file", fifo: "not a regular file", tmp_path: "not a regular file"}
+    cases[sparse] = f"file of {50 << 30:,} bytes is over the"
+    for path, reason in cases.items():
+        with pytest.raises(images.ImageError, match=reason):
+            images.read(path)
+
+
+def test_cli_special_files_fail_one_by_one(trained_checkpoint, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    draw_digit(5).save(good)
+    fifo, sparse = tmp_path / "fifo.png", tmp_path / "sparse.png"
+    os.mkfifo(fifo)
+    with open(sparse, "wb") as f:
+        f.truncate(3 << 30)
+    bad = ["/dev/zero", str(fifo), str(sparse)]
+    assert main(["predict", str(trained_checkpoint), "/dev/zero", str(good), *bad[1:]]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == f"{good}: 5 " + captured.out.split(": 5 ", 1)[1] and captured.out.count("\n") == 1
+    err = captured.err.splitlines()
+    assert [line.split(": ")[2] for line in err[:3]] == bad
+    assert err[-1] == "tinymnist: error: 3 of 4 files could not be predicted"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_large_16_bit_greyscale(model, tmp_path, fmt):
+    """16-bit images of side >= 2048 (which Pillow cannot `reduce`) are read, scaled from 0-65535."""
+    digit = np.asarray(draw_digit(6, (2048, 2304)), dtype=np.uint16) * 257
+    path = tmp_path / f"six.{fmt.lower()}"
+    Image.fromarray(digit).save(path, fmt)
+    assert Image.open(path).mode == "I;16"
+    assert int(inference.probabilities(model, images.to_mnist(images.read(path))[None]).argmax()) == 6

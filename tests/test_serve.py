@@ -1,13 +1,21 @@
 """The HTTP API of `tinymnist serve`, through FastAPI's test client: answers on drawn digits,
 4xx JSON errors for every kind of bad upload (and the server still serving after each), the
-page and the OpenAPI docs, and the serve command's one-line errors.
+page and the OpenAPI docs (offline), and the serve command's one-line errors. Then the server
+as a real process with small limits: idle, silent, slow and stalled clients, the memory budget,
+the connection cap (with a low `ulimit -n`) and rate-limited logs.
 """
 
 import io
+import re
+import resource
 import socket
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from tempfile import SpooledTemporaryFile
 
+import httpx2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -155,7 +163,7 @@ def test_large_uploads_stay_in_memory(client, monkeypatch):
 def test_page_and_docs(client):
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
-    for asset in ("app.js", "style.css"):
+    for asset in ("static/app.js", "static/style.css"):
         answer = client.get(f"/{asset}")
         assert answer.status_code == 200
         assert "http://" not in answer.text and "https://" not in answer.text  # works offline
@@ -184,3 +192,165 @@ def test_serve_without_the_extra_says_what_to_install(trained_checkpoint, monkey
     monkeypatch.delattr(tinymnist, "serve")
     assert cli.main(["serve", str(trained_checkpoint)]) == 2
     assert "pip install 'tinymnist[serve]'" in capsys.readouterr().err
+
+
+def test_get_predict_is_405_with_allow(client):
+    answer = client.get("/predict")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+
+
+def test_docs_work_offline(client):
+    """/docs loads Swagger UI from the package: every script and stylesheet is served here."""
+    page = client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(assets) >= 2 and all(a.startswith("/") for a in assets), assets
+    for asset in assets:
+        answer = client.get(asset)
+        assert answer.status_code == 200 and len(answer.content) > 1000, asset
+    assert "https://" not in page and "http://" not in page
+
+
+def sixteen_bit(digit: int | None, side: int, fmt: str) -> bytes:
+    """A 16-bit greyscale file (mode I;16) of side `side`: the drawn digit, or blank."""
+    ink = np.asarray(Image.open(io.BytesIO(render(digit, side=side))).convert("L")) if digit is not None else None
+    values = (255 - ink).astype(np.uint16) * 257 if ink is not None else np.zeros((side, side), np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(values).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_large_16_bit_images(client, fmt):
+    answer = upload(client, sixteen_bit(3, 2048, fmt), name=f"three.{fmt.lower()}")
+    assert answer.status_code == 200 and answer.json()["digit"] == 3
+    answer = upload(client, sixteen_bit(None, 2100, fmt), name="blank")
+    assert answer.status_code == 422 and "no ink" in answer.json()["detail"]
+
+
+def test_decoded_size_counts_the_mode(client):
+    """Under the pixel limit, but 4 bytes a pixel: refused from the header, before decoding."""
+    answer = upload(client, png(Image.new("RGBA", (4100, 4100))), name="wide.png")
+    assert answer.status_code == 422
+    assert "RGBA" in answer.json()["detail"] and f"{images.MAX_DECODED_BYTES:,}-byte limit" in answer.json()["detail"]
+
+
+# The server as a real process, with small limits, on 127.0.0.1.
+
+
+@contextmanager
+def server(checkpoint, open_files: int | None = None, **limits) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`serve.serve` in a process of its own with these `Limits`, optionally under `ulimit -n open_files`."""
+    code = f"from tinymnist import serve; serve.serve({str(checkpoint)!r}, port=0, limits=serve.Limits(**{limits!r}))"
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit_files if open_files else None,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + process.stderr.read()
+        yield line.split(" at ")[1].split()[0], process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def connect(url: str) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", int(url.rstrip("/").rsplit(":", 1)[1])), timeout=30)
+    return s
+
+
+def until_closed(s: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (waiting at most the socket's timeout)."""
+    received = b""
+    try:
+        while chunk := s.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def predict_seven(url: str) -> int:
+    answer = httpx2.post(f"{url}predict", files={"file": ("7.png", render(7), "image/png")}, timeout=30)
+    return answer.json()["digit"]
+
+
+def upload_head(length: int) -> bytes:
+    """The start of an upload of `length` bytes, up to the file's first byte."""
+    return (
+        "POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+        '--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'
+    ).encode()
+
+
+def test_more_idle_sockets_than_open_files(trained_checkpoint):
+    """With `ulimit -n 256`, 300 connections that send nothing: the server closes the idle ones
+    to make room, answers every request, and logs nothing."""
+    with server(trained_checkpoint, open_files=256) as (url, process):
+        sockets = [connect(url) for _ in range(300)]
+        for _ in range(3):
+            assert httpx2.get(f"{url}health", timeout=30).status_code == 200
+        assert predict_seven(url) == 7
+        for s in sockets:
+            s.close()
+    assert process.stderr.read() == ""
+
+
+def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
+    with server(trained_checkpoint, header_timeout=1, body_timeout=1) as (url, _):
+        silent, slow, stalled = connect(url), connect(url), connect(url)
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
+        stalled.sendall(upload_head(100_000) + bytes(10_000))  # the body stops
+        assert until_closed(silent) == until_closed(slow) == b""
+        answer = until_closed(stalled)
+        assert answer.startswith(b"HTTP/1.1 408 ") and b'"detail":"the upload stalled' in answer
+        assert predict_seven(url) == 7
+
+
+def test_memory_budget_answers_503(trained_checkpoint):
+    """A 1 MiB budget: an upload of 400 KB holds 800 KB of it until it ends; a second one waits,
+    then gets 503 with Retry-After; a small drawn digit fits beside and is answered."""
+    with server(trained_checkpoint, memory=1 << 20, wait=0.5, body_timeout=30) as (url, _):
+        holder = connect(url)
+        holder.sendall(upload_head(400_000))
+        assert httpx2.get(f"{url}health", timeout=30).status_code == 200  # the holder is being served
+        second = connect(url)
+        second.sendall(upload_head(400_000))
+        answer = until_closed(second)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer.lower()
+        assert b"busy" in answer
+        assert predict_seven(url) == 7
+        holder.close()
+
+
+def test_connection_cap_answers_503_when_every_connection_is_busy(trained_checkpoint):
+    with server(trained_checkpoint, connections=4, body_timeout=30) as (url, _):
+        uploads = [connect(url) for _ in range(4)]
+        for s in uploads:  # a request in progress, not idle: its body is being read
+            s.sendall(upload_head(10_000).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n", 1))
+            assert s.recv(65536).startswith(b"HTTP/1.1 100 ")
+        extra = connect(url)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = until_closed(extra)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"limit of 4 connections" in answer
+        for s in uploads:
+            s.close()
+
+
+def test_logs_are_rate_limited(trained_checkpoint):
+    with server(trained_checkpoint, log_lines=5) as (url, process):
+        for _ in range(40):
+            s = connect(url)
+            s.sendall(b"NOT HTTP AT ALL\r\n\r\n")  # uvicorn logs a warning for each
+            until_closed(s)
+        assert httpx2.get(f"{url}health", timeout=30).status_code == 200
+    warnings = [line for line in process.stderr.read().splitlines() if "Invalid HTTP request" in line]
+    assert len(warnings) == 5

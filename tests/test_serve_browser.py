@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, Route, expect, sync_playwright
 
 from drawn_digits import STROKES, render
 
@@ -98,3 +98,22 @@ def test_upload_button(page):
     page.set_input_files("#upload", files=[text])
     expect(page.locator("#error")).to_contain_text("notes.txt: not an image")
     expect(page.locator("#digit")).to_have_text("?")
+
+
+def test_docs_render_offline(page, server_url):
+    """Swagger UI renders the API from files the package serves; any request elsewhere fails the test."""
+    elsewhere = []
+
+    def local_only(route: Route) -> None:
+        if route.request.url.startswith(server_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(f"{server_url}docs")
+    expect(page.locator(".opblock-summary-path", has_text="/predict")).to_be_visible()
+    expect(page.locator(".opblock-summary-path", has_text="/health")).to_be_visible()
+    page.unroute("**/*")
+    assert elsewhere == []

@@ -66,7 +66,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     """The trained model (in eval mode) and its checkpoint dict."""
     checkpoint = read(path, device)
     name = checkpoint["model"]
-    if name not in models.MODELS:
+    if not models.known(name):
         raise CheckpointError(f"{resolve(path)}: checkpoint of unknown model {name!r}")
     model = models.create(name).to(device)
     try:

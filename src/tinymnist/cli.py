@@ -1,7 +1,9 @@
 """The command line: `tinymnist train`, `tinymnist evaluate`, ...
 
-Each subcommand is a small function over the library. Problems with the user's input raise
-TinyMnistError, which `main` prints as one line (`tinymnist: error: ...`) with exit code 2.
+Each subcommand is a small function over the library (`tinymnist.api` and the modules under it).
+Problems with the user's input raise TinyMnistError, which `main` prints as one line
+(`tinymnist: error: ...`) with exit code 2. Heavy modules (torch, matplotlib) are imported inside
+the subcommands, so that `--help` and `--version` answer at once.
 """
 
 import argparse
@@ -9,32 +11,36 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from tinymnist import checkpoint, data, models, plots, precision, recipes
+from tinymnist import __version__, recipes
 from tinymnist.errors import TinyMnistError
-from tinymnist.evaluation import evaluate
-from tinymnist.repeat import repeat
-from tinymnist.training import ENGINES, new_run_dir, pick_device, resume_settings, train
+
+RUN_HELP = (
+    "a run folder, a checkpoint file, or the name of a shipped model (see `tinymnist models`); "
+    "a path that exists wins over a name"
+)
 
 
-def add_dataset_args(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--dataset", help=f"one of: {', '.join(data.DATASETS)} (default: {default})")
+DATASETS = ("mnist", "fashion-mnist")  # tinymnist.data.DATASETS, named here so that --help imports no torch
+
+
+def add_data_args(p: argparse.ArgumentParser, device: bool = True, default: str | None = "mnist") -> None:
+    """--dataset (unless `default` is None: MNIST only), --data-dir, --no-download and --device."""
+    if default:
+        p.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default: {default})")
     p.add_argument(
         "--data-dir",
         help="the only folder to look in for the IDX files (default: $TINYMNIST_DATA for mnist, "
         "$TINYMNIST_FASHION_DATA for fashion-mnist, else the cache)",
     )
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
-
-
-def add_data_args(p: argparse.ArgumentParser, default: str = data.DEFAULT) -> None:
-    add_dataset_args(p, default)
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    if device:
+        p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
 
 
 def dataset_of(args: argparse.Namespace, ckpt: dict) -> str:
     """The dataset a checkpoint was trained on; a --dataset given must be the same."""
+    from tinymnist import data
+
     trained = data.trained_on(ckpt, args.run)
     asked = getattr(args, "dataset", None)
     if asked and data.get(asked) != trained:
@@ -45,77 +51,70 @@ def dataset_of(args: argparse.Namespace, ckpt: dict) -> str:
     return trained.name
 
 
-def check_model(name: str) -> None:
-    if name not in models.MODELS:
-        raise TinyMnistError(f"--model {name!r}: unknown model; choose from: {', '.join(models.MODELS)}")
-
-
-def load_data(args: argparse.Namespace, device: torch.device, dataset: str | None = None) -> data.MNIST:
-    name = dataset or args.dataset or data.DEFAULT
-    return data.load(args.data_dir, download=not args.no_download, dataset=name).to(device)
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
-    device = pick_device(args.device)
+    shortcuts = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    fields = dict(recipes.parse_setting(s) for s in args.set or [])
+    fields.update((k, v) for k, v in shortcuts.items() if v is not None)
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
-        if given or args.recipe or args.out or args.val or args.seed is not None or args.precision or args.engine:
+        if fields or args.recipe or args.out or args.val or args.seed is not None or args.precision or args.engine:
             raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
-        out = Path(args.resume)
-        recipe, config = resume_settings(out)
-        trained = data.trained_on(config, out / "config.json").name
-        if args.dataset and data.get(args.dataset).name != trained:
-            raise TinyMnistError(f"--resume {out}: a run on {trained}, not {args.dataset}; drop --dataset")
-        mnist = load_data(args, device, trained)
-        if config.get("split") == "val":
-            mnist = data.validation_split(mnist, config["eval_images"])
-        train(recipe, mnist, out, seed=config["seed"], split=config.get("split", "test"), resume=True)
+        resume(args)
         return
-    recipe = recipes.override(recipes.get(args.recipe or "seed"), **overrides)
-    check_model(recipe.model)
-    for name in ("epochs", "batch_size"):
-        if getattr(recipe, name) < 1:
-            raise TinyMnistError(f"--{name.replace('_', '-')} {getattr(recipe, name)}: must be at least 1")
-    if recipe.lr <= 0:
-        raise TinyMnistError(f"--lr {recipe.lr}: must be positive")
-    out = Path(args.out) if args.out else new_run_dir(recipe.model)
-    if (out / "config.json").exists():
-        raise TinyMnistError(f"--out {out}: already holds a run; use --resume {out} or another folder")
-    mnist = load_data(args, device)
-    split = "test"
-    if args.val:
-        mnist, split = data.validation_split(mnist, args.val), "val"
-    seed = 1 if args.seed is None else args.seed
-    train(
-        recipe,
-        mnist,
-        out,
-        seed=seed,
-        split=split,
-        precision_request=args.precision or "auto",
+    from tinymnist import api
+
+    api.train(
+        recipes.resolve(args.recipe or "seed"),
+        out=args.out,
+        seed=1 if args.seed is None else args.seed,
+        val=args.val,
+        data_dir=args.data_dir,
+        dataset=args.dataset,
+        download=not args.no_download,
+        device=args.device,
+        precision=args.precision or "auto",
         engine=args.engine or "auto",
+        verbose=True,
+        **fields,
     )
 
 
-def plots_dir(run: str) -> Path:
-    """The run folder of a run folder or checkpoint file: where evaluate's plots go by default."""
-    path = Path(run)
-    return path if path.is_dir() else path.parent
+def resume(args: argparse.Namespace) -> None:
+    from tinymnist import data
+    from tinymnist.training import pick_device, resume_settings, train
+
+    out = Path(args.resume)
+    recipe, config = resume_settings(out)
+    trained = data.trained_on(config, out / "config.json").name
+    if args.dataset and data.get(args.dataset).name != trained:
+        raise TinyMnistError(f"--resume {out}: a run on {trained}, not {args.dataset}; drop --dataset")
+    mnist = data.load(args.data_dir, download=not args.no_download, dataset=trained).to(pick_device(args.device))
+    if config.get("split") == "val":
+        mnist = data.validation_split(mnist, config["eval_images"])
+    train(recipe, mnist, out, seed=config["seed"], split=config.get("split", "test"), resume=True)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from tinymnist import data, plots, pretrained
+    from tinymnist.evaluation import evaluate
+    from tinymnist.training import pick_device
+
     device = pick_device(args.device)
-    model, ckpt = checkpoint.load_model(args.run, device)
-    spec = data.get(dataset_of(args, ckpt))
-    mnist = load_data(args, device, spec.name)
+    model, info = pretrained.load_model(args.run, device)
+    spec = data.get(dataset_of(args, info))
+    mnist = data.load(args.data_dir, download=not args.no_download, dataset=spec.name).to(device)
     result = evaluate(model, mnist.test_images, mnist.test_labels, dataset=spec.name)
-    print(f"{ckpt['model']} ({spec.title}) from {checkpoint.resolve(args.run)}")
+    print(f"{info['model']} ({spec.title}) from {info['source']}")
     print(f"test loss {result.loss:.4f}  accuracy {result.accuracy:.2%}  ({len(mnist.test_labels):,} images)")
     print("per-class accuracy:")
     for label, acc in zip(spec.classes, result.per_class, strict=True):
         print(f"  {label}: {acc:.2%}")
-    out = Path(args.out) if args.out else plots_dir(args.run)
+    if args.out:
+        out = Path(args.out)
+    elif pretrained.is_shipped(args.run):
+        print("(no plots: a shipped model has no run folder; --out DIR writes confusion.png and mistakes.png)")
+        return
+    else:
+        out = Path(info["source"]).parent  # the run folder
     out.mkdir(parents=True, exist_ok=True)
     plots.confusion_matrix(mnist.test_labels, result.predictions, out / "confusion.png")
     shown = plots.mistakes(mnist.test_images, mnist.test_labels.cpu(), result.probabilities, out / "mistakes.png")
@@ -123,13 +122,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_repeat(args: argparse.Namespace) -> None:
+    from tinymnist import data
+    from tinymnist.repeat import repeat
+
     if args.seeds < 1 or args.jobs < 1:
         raise TinyMnistError("--seeds and --jobs must be at least 1")
     recipe = recipes.get(args.recipe)
     spec = data.get(args.dataset or data.DEFAULT)
     out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{args.recipe}.json"
     runs = Path(args.runs or Path("runs/repeat") / data.subfolder(spec.name))
-    load_data(args, torch.device("cpu"))  # check (or download) the dataset once, before any seed starts
+    data.load(args.data_dir, download=not args.no_download, dataset=spec.name)  # check (or download) it once
     state = repeat(args.recipe, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
     s = state.get("summary")
     if s:
@@ -149,30 +151,29 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from tinymnist import summary
+    from tinymnist import models, summary
 
-    check_model(args.model)
     print(summary.format_summary(args.model, summary.summarize(models.create(args.model))))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
     from tinymnist import summary
 
-    print(summary.format_listing(Path(args.results)))
+    print(summary.format_listing(Path(args.results) if args.results else None))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from tinymnist import images, predict
+    from tinymnist import data, images, inference, pretrained
 
     if not 1 <= args.top <= 10:
         raise TinyMnistError(f"--top {args.top}: must be between 1 and 10")
-    model, ckpt = checkpoint.load_model(args.run)
-    dataset = dataset_of(args, ckpt)
+    model, info = pretrained.load_model(args.run)
+    dataset = dataset_of(args, info)
     classes = data.get(dataset).classes
     files = images.image_files(args.images)
     if not files:
         raise TinyMnistError(f"{' '.join(args.images)}: no image files found ({', '.join(sorted(images.SUFFIXES))})")
-    results = predict.predict_files(model, files, args.top, dataset)
+    results = inference.predict_files(model, files, args.top, dataset)
     for file, r in zip(files, results, strict=True):
         if isinstance(r, images.ImageError) and args.json:
             print(json.dumps({"file": str(file), "error": str(r)}))
@@ -188,34 +189,94 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from tinymnist import export
+    from tinymnist import data, export, pretrained
 
-    model, ckpt = checkpoint.load_model(args.run)
-    source = checkpoint.resolve(args.run)
+    if not args.out and pretrained.is_shipped(args.run):
+        raise TinyMnistError(f"{args.run} is a shipped model: say where to write it with --out FILE")
+    model, info = pretrained.load_model(args.run)
+    source = Path(info["source"])
     out = Path(args.out) if args.out else source.with_suffix(export.FORMATS[args.format])
     if out.resolve() == source.resolve():
         raise TinyMnistError(f"--out {out}: is the checkpoint being exported; choose another file")
-    dataset = dataset_of(args, ckpt)
+    dataset = dataset_of(args, info)
     mnist = data.load(args.data_dir, download=not args.no_download, dataset=dataset)
     check = mnist.test_images[: export.CHECK_IMAGES]
     parity = export.export(model, args.format, out, check, args.fold_bn, dataset)
-    print(f"wrote {out} ({args.format}, {ckpt['model']}{', BatchNorm folded' if args.fold_bn else ''})")
+    print(f"wrote {out} ({args.format}, {info['model']}{', BatchNorm folded' if args.fold_bn else ''})")
     print(
         f"checked on {parity.images} test images: max abs difference of logits {parity.max_abs_diff:.2e} "
         f"(< {export.TOLERANCE:g}), identical predictions"
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinymnist", description="Tiny CNNs on MNIST, trained fast and honestly.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def command(sub, name: str, func, summary: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand with a one-line summary (in `tinymnist --help`), a description and an example."""
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=func)
+    return p
 
-    p = sub.add_parser("train", help="train a recipe; writes a run folder")
-    p.add_argument("--recipe", help=f"one of: {', '.join(recipes.RECIPES)} (default: seed)")
-    p.add_argument("--model", help="override the recipe's model")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from tinymnist import data
+
+    try:
+        from tinymnist import sweep
+    except ModuleNotFoundError as e:
+        raise TinyMnistError(f"sweep needs {e.name}, which is not installed: pip install 'tinymnist[sweep]'") from None
+    if args.trials < 0 or args.workers < 1 or (args.train_images is not None and args.train_images < 1):
+        raise TinyMnistError("--trials must be at least 0, --workers and --train-images at least 1")
+    if args.storage and args.storage.startswith("sqlite") and args.workers > 1:
+        raise TinyMnistError(f"--storage {args.storage}: SQLite is unsafe with parallel workers; omit --storage")
+    folder = Path(args.folder)
+    if args.trials:
+        data.load(args.data_dir, download=not args.no_download)  # check (or download) MNIST once, before any worker
+    summary = sweep.run(
+        folder, args.space, args.trials, args.workers, args.storage, args.study, args.train_images, args.pruner,
+        args.data_dir, args.device,
+    )  # fmt: skip
+    print(sweep.table(summary))
+    if summary["best"]:
+        print(f"best design as a recipe: {folder / 'best-recipe.json'}; plots and summary.json in {folder}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinymnist",
+        description="Tiny CNNs on MNIST, trained fast and measured honestly. `tinymnist COMMAND --help` for more.",
+        epilog="example:\n  tinymnist predict seed digit.png     # a shipped model reads your image",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tinymnist {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    names = ", ".join(recipes.RECIPES)
+
+    p = command(
+        sub,
+        "train",
+        cmd_train,
+        "train a recipe; writes a run folder",
+        "Train a recipe into a run folder (config.json, metrics.jsonl, model.pt, last.pt, curves.png): one line\n"
+        "per epoch, then the verdict against the seed's constraints, judged on the final epoch. Any recipe field\n"
+        "can be changed with --set NAME=VALUE; --recipe also takes a TOML or JSON file (a run's config.json too).",
+        "tinymnist train --recipe fast --set lr=0.05 --epochs 4 --out runs/try",
+    )
+    p.add_argument("--recipe", metavar="NAME_OR_FILE", help=f"one of: {names}, or a .toml/.json file (default: seed)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set any recipe field, type-checked (repeatable): e.g. --set lr=0.05 --set bf16=true",
+    )
+    p.add_argument("--model", help="the recipe's model (same as --set model=M)")
+    p.add_argument("--epochs", type=int, help="the recipe's epochs (same as --set epochs=N)")
+    p.add_argument("--batch-size", type=int, help="the recipe's batch size (same as --set batch_size=B)")
+    p.add_argument("--lr", type=float, help="the recipe's (peak) learning rate (same as --set lr=LR)")
     p.add_argument("--seed", type=int, help="random seed (default: 1)")
     p.add_argument(
         "--val",
@@ -226,28 +287,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     p.add_argument(
         "--precision",
-        choices=precision.CHOICES,
         help="auto (default): bf16 autocast where the recipe asks for it and the chip runs bf16 natively "
         "(CUDA >= 8.0, a CPU with AMX or AVX512-BF16), else float32; bf16 or fp32 force one",
     )
     p.add_argument(
         "--engine",
-        choices=ENGINES,
         help="auto (default): graph on CUDA (the whole step as one CUDA graph), eager elsewhere; "
         "eager forces the plain loop, e.g. for debugging",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
     add_data_args(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test loss, accuracy and per-class accuracy of a trained model")
-    p.add_argument("run", help="run folder or checkpoint file")
+    p = command(
+        sub,
+        "evaluate",
+        cmd_evaluate,
+        "test loss, accuracy and per-class accuracy of a trained model",
+        "Evaluate a model on the 10,000 MNIST test images: loss, accuracy, per-class accuracy, and the plots\n"
+        "confusion.png and mistakes.png (into the run folder, or --out; a shipped model needs --out for plots).",
+        "tinymnist evaluate seed --out plots/",
+    )
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("--out", help="folder for confusion.png and mistakes.png (default: the run folder)")
-    add_data_args(p, "the checkpoint's")
-    p.set_defaults(func=cmd_evaluate)
+    add_data_args(p, default="the checkpoint's")
 
-    p = sub.add_parser("repeat", help="train a recipe with seeds 1..N; final-epoch accuracy per seed and over seeds")
-    p.add_argument("--recipe", default="seed", help=f"one of: {', '.join(recipes.RECIPES)} (default: seed)")
+    p = command(
+        sub,
+        "repeat",
+        cmd_repeat,
+        "train a recipe with seeds 1..N; final-epoch accuracy per seed and over seeds",
+        "The multi-seed protocol: train a registered recipe with seeds 1..N and write the final-epoch test\n"
+        "accuracy of each seed, and their mean and spread, to <out>/<recipe>.json. Rerunning the same command\n"
+        "trains only the seeds the file lacks.",
+        "tinymnist repeat --recipe tiny8k --seeds 5 --jobs 2",
+    )
+    p.add_argument("--recipe", default="seed", help=f"one of: {names} (default: seed)")
     p.add_argument("--seeds", type=int, default=5, help="train seeds 1..N (default: 5)")
     p.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes (default: 1)")
     p.add_argument(
@@ -257,36 +331,93 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs", help="folder of the per-seed run folders (default: runs/repeat, or runs/repeat/<dataset> for others)"
     )
     add_data_args(p)
-    p.set_defaults(func=cmd_repeat)
 
-    p = sub.add_parser("serve", help="a digit-recognition HTTP API and draw-a-digit page for a trained model")
-    p.add_argument("run", help="run folder or checkpoint file")
+    p = command(
+        sub,
+        "serve",
+        cmd_serve,
+        "a digit-recognition HTTP API and draw-a-digit page for a trained model",
+        "Serve a model over HTTP: POST /predict takes an image file, GET / is a page to draw digits on, /docs\n"
+        "the API's documentation. Needs the serve extra: pip install 'tinymnist[serve]'.",
+        "tinymnist serve seed --port 8000",
+    )
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("summary", help="layer table: shapes, parameters, receptive field, MACs, memory")
+    p = command(
+        sub,
+        "summary",
+        cmd_summary,
+        "layer table: shapes, parameters, receptive field, MACs, memory",
+        "One row per layer of a registered model (output shape, parameters, receptive field, multiply-\n"
+        "accumulates), then totals and memory in the torchsummary convention.",
+        "tinymnist summary --model tiny3k",
+    )
     p.add_argument("--model", default="seed", help="a registered model (default: seed); see `tinymnist models`")
-    p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("models", help="list the registered models and recipes, with measured accuracy")
-    p.add_argument("--results", default="results", help="folder of `repeat` results files (default: results)")
-    p.set_defaults(func=cmd_models)
+    p = command(
+        sub,
+        "models",
+        cmd_models,
+        "list the registered models and recipes, with measured accuracy",
+        "The registered models (budget, parameters, MACs, receptive field) and recipes, with the final-epoch\n"
+        "test accuracy over 5 seeds recorded in the shipped models' cards, and which recipes ship weights.",
+        "tinymnist models",
+    )
+    p.add_argument("--results", help="read accuracy from this folder of `repeat` results files instead of the cards")
 
-    p = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, BMP, ...)")
-    p.add_argument("run", help="run folder or checkpoint file")
+    p = command(
+        sub,
+        "predict",
+        cmd_predict,
+        "predict the digit in image files (PNG, JPEG, BMP, ...)",
+        "Read the digit in each image file (any size; dark ink on light paper or light on dark), prepared as\n"
+        "MNIST was made. Folders are walked for image files. Exit code 2 if any file could not be read.",
+        "tinymnist predict seed digit.png scans/ --top 3",
+    )
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders to walk for them")
     p.add_argument("--top", type=int, default=1, help="show the K most probable digits (default: 1)")
     p.add_argument("--json", action="store_true", help="one JSON object per file: digit, probability, top; or error")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export to ONNX or TorchScript, checked against PyTorch on test images")
-    p.add_argument("run", help="run folder or checkpoint file")
+    p = command(
+        sub,
+        "export",
+        cmd_export,
+        "export to ONNX or TorchScript, checked against PyTorch on test images",
+        "Export a model with a free batch dimension; the file is kept only if its logits match PyTorch's on\n"
+        "1,000 test images. ONNX needs the onnx extra: pip install 'tinymnist[onnx]'.",
+        "tinymnist export seed --format onnx --out seed.onnx",
+    )
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
-    p.add_argument("--out", help="file to write (default: the checkpoint's name with .onnx or .torchscript.pt)")
+    p.add_argument(
+        "--out",
+        help="file to write (default: beside the checkpoint, .onnx or .torchscript.pt; needed for a shipped model)",
+    )
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into neighbouring convolutions first")
-    add_dataset_args(p, "the checkpoint's")
-    p.set_defaults(func=cmd_export)
+    add_data_args(p, device=False, default="the checkpoint's")
+
+    p = command(
+        sub,
+        "sweep",
+        cmd_sweep,
+        "search designs and recipes with Optuna on the validation split",
+        "Search model widths and recipe fields (a space: recipes.SPACES or a JSON file) under a parameter budget,\n"
+        "judged on the final epoch's accuracy on the 5,000-image validation split; rerunning continues. Many\n"
+        "machines share one study with --storage postgresql+psycopg://... (docs/sweeps.md).",
+        "tinymnist sweep runs/sweeps/tiny8k --space tiny8k --trials 40 --workers 2",
+    )
+    p.add_argument("folder", help="the sweep's folder: journal, trial runs, summary, plots, best recipe")
+    p.add_argument("--space", help=f"search space: one of {', '.join(recipes.SPACES)}, or a JSON file (first run)")
+    p.add_argument("--trials", type=int, default=20, help="trained or pruned trials the study should reach (20)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine, one thread each (1)")
+    p.add_argument("--storage", help="database URL shared by many machines, e.g. postgresql+psycopg://user@host/db")
+    p.add_argument("--study", help="study name (default: the folder's name)")
+    p.add_argument("--train-images", type=int, help="train on the first N of the 55,000 images (default: all)")
+    p.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="(default: median)")
+    add_data_args(p, default=None)  # sweeps search MNIST
     return parser
 
 

@@ -11,16 +11,20 @@ kept rather than stretched, since a grey coat and a white shirt differ by it. `p
 """
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from tinymnist.errors import TinyMnistError
 
 MAX_BYTES = 20 * 1024 * 1024  # larger files are refused before decoding
 MAX_PIXELS = 40_000_000  # declared width x height above this is refused (decompression bombs)
+MAX_DECODED_BYTES = 64 * 1024 * 1024  # memory the decoded pixels may take (mode and bit depth count)
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # the only decoders Pillow may try
 WORK_SIDE = 512  # images are downscaled to at most this side before any processing
 MIN_CONTRAST = 32  # ink must differ from the paper by this much (of 255) to count as ink
 INK_THRESHOLD = 0.25  # fraction of the strongest ink that counts for the bounding box
@@ -32,45 +36,107 @@ class ImageError(TinyMnistError):
     pass
 
 
-def decode(data: bytes, name: str = "image") -> Image.Image:
-    """Decode image bytes safely: size limits checked before pixels are decoded."""
+def decoded_bytes(img: Image.Image) -> int:
+    """The memory Pillow needs for the pixels: 1 byte a pixel for 1/L/P, 2 for 16-bit, else 4 (RGB is padded)."""
+    per_pixel = 1 if img.mode in ("1", "L", "P") else 2 if img.mode.startswith("I;16") else 4
+    return img.width * img.height * per_pixel
+
+
+def open_image(data: bytes, name: str = "image") -> Image.Image:
+    """The image's header, checked against the limits; no pixels are decoded yet (see `load`).
+
+    JPEGs are set to decode at reduced size (1/2 to 1/8), which is what their limits are checked against.
+    """
     if not data:
         raise ImageError(f"{name}: empty file")
     if len(data) > MAX_BYTES:
         raise ImageError(f"{name}: file of {len(data):,} bytes is over the {MAX_BYTES:,}-byte limit")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (PNG, JPEG or BMP expected)") from None
+        raise ImageError(f"{name}: not an image ({', '.join(FORMATS)} expected)") from None
     except Image.DecompressionBombError:  # PIL's own limit, far above ours, is checked on open
         raise ImageError(f"{name}: over the {MAX_PIXELS:,}-pixel limit") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name}: corrupt image header ({e})") from None
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ImageError(f"{name}: {w}x{h} pixels is over the {MAX_PIXELS:,}-pixel limit")
+    img.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at reduced size, cheaply
+    if decoded_bytes(img) > MAX_DECODED_BYTES:
+        raise ImageError(
+            f"{name}: {img.width}x{img.height} {img.mode} pixels need {decoded_bytes(img):,} bytes decoded, "
+            f"over the {MAX_DECODED_BYTES:,}-byte limit"
+        )
+    return img
+
+
+def load(img: Image.Image, name: str = "image") -> Image.Image:
+    """Decode the pixels of an image from `open_image`."""
     try:
-        img.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at reduced size, cheaply
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"{name}: truncated or corrupt image ({e})") from None
     return img
 
 
+def decode(data: bytes, name: str = "image") -> Image.Image:
+    """Decode image bytes safely: size limits checked before pixels are decoded."""
+    return load(open_image(data, name), name)
+
+
+def read_file(path: Path) -> bytes:
+    """A regular file's bytes, its type and size checked first; never more than MAX_BYTES + 1 read.
+
+    Opened without blocking (a FIFO would wait for a writer) and checked on the open file, so it
+    cannot be swapped between the check and the read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
+            raise ImageError(f"{path}: not a regular file ({kind})")
+        if info.st_size > MAX_BYTES:
+            raise ImageError(f"{path}: file of {info.st_size:,} bytes is over the {MAX_BYTES:,}-byte limit")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read(MAX_BYTES + 1)  # the file may have grown since fstat: decode() refuses more
+
+
 def read(path: Path) -> Image.Image:
     try:
-        return decode(path.read_bytes(), str(path))
+        return decode(read_file(path), str(path))
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def ink(img: Image.Image) -> np.ndarray:
-    """Float array in [0, 255] with the ink bright and the paper at 0."""
-    img = ImageOps.exif_transpose(img)
-    img.thumbnail((WORK_SIDE, WORK_SIDE))
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        alpha = np.asarray(img.convert("RGBA"))[..., 3].astype(np.float32)
-        if alpha.min() < 255:  # strokes on a transparent background: the alpha is the ink
-            return alpha
-    a = np.asarray(img.convert("L"), dtype=np.float32)
+def ink(img: Image.Image, name: str = "image") -> np.ndarray:
+    """Float array in [0, 255] with the ink bright and the paper at 0.
+
+    A downscaled copy is made first (the caller's image is left as it was), so that every later
+    step (rotation, mode conversions) works on a small image.
+    """
+    try:
+        sixteen_bit = img.mode.startswith("I;16")
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)  # TIFF: in tags that a copy loses
+        scale = min(1.0, WORK_SIDE / max(img.size))
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        gap = None if sixteen_bit else 2.0  # Pillow cannot `reduce` 16-bit images: resize them directly
+        img = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=gap)
+        img.getexif()[ExifTags.Base.Orientation] = orientation
+        img = ImageOps.exif_transpose(img)
+        if sixteen_bit:  # 0-65535 to 0-255 (Pillow's convert would clip at 255 instead)
+            img = Image.fromarray((np.asarray(img, dtype=np.float32) / 257).round().astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            alpha = np.asarray(img.convert("RGBA"))[..., 3].astype(np.float32)
+            if alpha.min() < 255:  # strokes on a transparent background: the alpha is the ink
+                return alpha
+        a = np.asarray(img.convert("L"), dtype=np.float32)
+    except (OSError, ValueError) as e:  # a mode or variant Pillow cannot convert
+        raise ImageError(f"{name}: cannot process this {img.mode} image ({e})") from None
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     paper = float(np.median(border))
     if paper > 127:  # dark ink on light paper: invert
@@ -80,7 +146,7 @@ def ink(img: Image.Image) -> np.ndarray:
 
 def to_mnist(img: Image.Image, name: str = "image") -> torch.Tensor:
     """The 28x28 uint8 digit the network sees."""
-    a = ink(img)
+    a = ink(img, name)
     if a.max() < MIN_CONTRAST:
         raise ImageError(f"{name}: no ink found (the image is blank or has too little contrast)")
     digit = crop_and_fit(a * (255 / a.max()), INK_THRESHOLD * 255, 20)

@@ -11,6 +11,8 @@ from functools import partial
 import torch
 from torch import nn
 
+from tinymnist.errors import TinyMnistError
+
 MODELS: dict[str, Callable[[], nn.Module]] = {}
 
 
@@ -24,10 +26,31 @@ def register(name: str) -> Callable:
     return wrap
 
 
+class UnknownModelError(TinyMnistError):
+    pass
+
+
+def family_model(name: str) -> Callable[[], nn.Module] | None:
+    """The constructor a parametric name stands for: FAMILY-W1-W2-..., e.g. `tinynet-8-8-12-17` is
+    TinyNet with widths (8, 8, 12, 17), so that a recipe (and a sweep) can name any width; else None."""
+    family, *widths = name.split("-")
+    if family not in FAMILIES or len(widths) != FAMILIES[family][1]:
+        return None
+    if not all(w.isdigit() and int(w) > 0 for w in widths):
+        return None
+    return partial(FAMILIES[family][0], tuple(int(w) for w in widths))
+
+
+def known(name: str) -> bool:
+    return name in MODELS or family_model(name) is not None
+
+
 def create(name: str) -> nn.Module:
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
-    return MODELS[name]()
+    build = MODELS.get(name) or family_model(name)
+    if build is None:
+        choices = ", ".join([*MODELS, *FAMILY_NAMES])
+        raise UnknownModelError(f"unknown model {name!r}; choose from: {choices}")
+    return build()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -133,3 +156,7 @@ ZOO = {
 BUDGETS = {"seed": 20_000, "tiny20k": 20_000, "tiny8k": 8_000, "tiny4k": 4_000, "tiny3k": 3_000}
 
 MODELS.update(ZOO)
+
+# Parametric families, named FAMILY-W1-W2-...: the family's class and how many widths it takes.
+FAMILIES: dict[str, tuple[type[nn.Module], int]] = {"tinynet": (TinyNet, 4), "sepnet": (SeparableNet, 5)}
+FAMILY_NAMES = [f"{family}{'-W' * n}" for family, (_, n) in FAMILIES.items()]

@@ -76,7 +76,7 @@ def repeat(
 ) -> dict:
     """Train the seeds that `out` lacks and return the updated results."""
     existing = results.read(out)
-    if existing and from_dict(existing.get("recipe") or {}) != recipe:
+    if existing and from_dict(existing.get("recipe") or {}, str(out)) != recipe:
         raise TinyMnistError(f"{out}: made with a different {recipe_name!r} recipe; move it away to start over")
     if existing and existing.get("dataset", data.DEFAULT) != dataset:
         raise TinyMnistError(

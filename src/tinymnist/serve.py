@@ -3,36 +3,82 @@
 `POST /predict` runs an uploaded image through the same preprocessing as `tinymnist predict`
 (`tinymnist.images`) and through the model, which is loaded once at start. Each request is
 handled in memory: the body is limited to `MAX_BODY` bytes and uploads are never spooled to disk.
-The page (`GET /`) is plain HTML/CSS/JS from `tinymnist/static`, with nothing fetched from elsewhere.
+The page (`GET /`) is plain HTML/CSS/JS from `tinymnist/static`, and the API docs (`/docs`) use
+the Swagger UI files bundled by fastapi-offline: nothing is fetched from elsewhere.
+
+The server stays up and bounded under hostile clients (docs/serve.md): every bound is in `Limits`.
+uvicorn lacks a deadline for request headers and a connection cap that sheds idle connections,
+so `GuardedH11` adds them to its HTTP/1.1 protocol; `Guard` (ASGI middleware) bounds request
+bodies in size, time and memory; two `Budget`s bound the memory and the large decodes of all
+requests at once.
 """
 
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
 import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import h11
 import torch
 import uvicorn
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from tinymnist import checkpoint, images
+from tinymnist import images, pretrained
 from tinymnist.data import normalize, trained_on
 from tinymnist.errors import TinyMnistError
+from tinymnist.inference import probabilities as class_probabilities
 from tinymnist.models import count_parameters
-from tinymnist.predict import probabilities as class_probabilities
 
 MAX_BODY = images.MAX_BYTES + 64 * 1024  # the largest image file plus room for the multipart framing
+TOO_LARGE = f"request body over the {MAX_BODY:,}-byte limit (images: {images.MAX_BYTES:,})"
 FIELD = "file"  # the multipart form field that carries the image
+STATIC = Path(__file__).parent / "static"
+MiB = 1024 * 1024
 
 # Starlette spools uploads over 1 MiB to a temporary file; keep every allowed upload in memory.
 MultiPartParser.spool_max_size = MAX_BODY
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every bound the server keeps, in one place; the defaults are those of `tinymnist serve`."""
+
+    connections: int = 1000  # open connections; at the cap, the one idle longest is closed (or a 503 if none is)
+    backlog: int = 32  # connections waiting to be accepted; asyncio accepts up to this many at a time
+    receive_buffer: int = 256 * 1024  # bytes the kernel holds per connection before the server reads (nginx: rcvbuf)
+    fd_reserve: int = 64  # file descriptors kept for the process's own files, besides 3 x backlog being accepted
+    header_timeout: float = 10  # seconds for a request's headers to arrive, from connect or the previous response
+    keep_alive: int = 5  # seconds an idle connection stays open after a response
+    body_timeout: float = 10  # seconds an upload may send nothing while the server waits for it
+    upload_timeout: float = 60  # seconds a whole upload may take
+    memory: int = 128 * MiB  # bytes all requests in progress may hold: uploads (2 copies) and decoded pixels
+    large_decode: int = 4 * MiB  # decoded pixels over this make a large decode ...
+    large_decodes: int = 1  # ... and this many run at once (each takes a core for a while) ...
+    large_decode_nice: int = 10  # ... at this lower priority (Linux), so that small requests go first
+    wait: float = 2  # seconds a request waits for its share of `memory` or `large_decodes` before a 503
+    log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
 
 
 class Prediction(BaseModel):
@@ -57,34 +103,107 @@ class Problem(BaseModel):
     detail: str = Field(description="what is wrong with the request")
 
 
-class BodyLimit:
-    """Refuse request bodies over MAX_BODY with a JSON 413, without reading more than that.
+class Busy(Exception):
+    """The server cannot take this request now: answered 503 with Retry-After."""
 
-    A declared Content-Length over the limit is refused before any of the body is read; a body
-    without one (chunked) is counted as it arrives.
+
+class Budget:
+    """A resource that the requests in progress share: bytes of memory, or large decodes at once.
+
+    A request reserves its share (before it reads its upload or decodes its pixels) and waits up
+    to `wait` seconds for it; whenever some is released, the waiting requests whose shares fit go
+    ahead, so small requests pass while large ones wait. Shares over the whole budget are refused
+    at once. (One event loop: no lock is needed between the check and the update.)
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, what: str, total: int, wait: float) -> None:
+        self.what, self.total, self.free, self.wait = what, total, total, wait
+        self.waiting: list[tuple[int, asyncio.Future]] = []
+
+    @asynccontextmanager
+    async def reserve(self, share: int) -> AsyncIterator[None]:
+        if share > self.total:
+            raise Busy(f"the request needs {share:,} {self.what}, over the server's {self.total:,}")
+        if share <= self.free:
+            self.free -= share
+        else:
+            granted = asyncio.get_running_loop().create_future()
+            self.waiting.append((share, granted))
+            try:
+                await asyncio.wait([granted], timeout=self.wait)
+            except BaseException:  # cancelled while waiting: give back the share if it was granted
+                if not granted.cancel():
+                    self.release(share)
+                raise
+            if granted.cancel():  # still pending: the wait is over
+                raise Busy(f"the server is busy: no {self.what} free for this request within {self.wait:g} s")
+        try:
+            yield
+        finally:
+            self.release(share)
+
+    def release(self, share: int) -> None:
+        """Return a share, and hand the free memory to the waiting requests whose shares fit, in order."""
+        self.free += share
+        still = []
+        for wanted, granted in self.waiting:
+            if granted.done():  # gave up waiting
+                continue
+            if wanted <= self.free:
+                self.free -= wanted
+                granted.set_result(None)
+            else:
+                still.append((wanted, granted))
+        self.waiting = still
+
+
+def problem(status: int, detail: str, close: bool = False) -> JSONResponse:
+    """A JSON error; `close` ends the connection, for answers sent before the upload was read."""
+    headers = {"connection": "close"} if close else {}
+    if status == 503:
+        headers["retry-after"] = "1"
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class Guard:
+    """Bound each request's upload: size (413, read no further), time (408) and memory (503).
+
+    A declared Content-Length over MAX_BODY is refused before any of the body is read; a body
+    without one (chunked) is counted as it arrives. Before the body is read, twice its declared
+    size (or MAX_BODY) is reserved from the memory budget: the upload and the copy decoded.
+    """
+
+    def __init__(self, app: ASGIApp, budget: Budget, limits: Limits) -> None:
+        self.app, self.budget, self.limits = app, budget, limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = Headers(scope=scope).get("content-length", "")
-        too_large = HTTPException(413, f"request body over the {MAX_BODY:,}-byte limit (images: {images.MAX_BYTES:,})")
-        counted = 0
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            return await problem(413, TOO_LARGE, close=True)(scope, receive, send)
+        chunked = "chunked" in headers.get("transfer-encoding", "")
+        size = MAX_BODY if chunked else int(declared or 0)
+        counted, deadline = 0, time.monotonic() + self.limits.upload_timeout
 
         async def limited() -> Message:
             nonlocal counted
-            if declared.isdigit() and int(declared) > MAX_BODY:
-                raise too_large
-            message = await receive()
+            timeout = min(self.limits.body_timeout, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(receive(), max(timeout, 0))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, "the upload stalled or took too long", {"connection": "close"}) from None
             counted += len(message.get("body", b""))
             if counted > MAX_BODY:
-                raise too_large
+                raise HTTPException(413, TOO_LARGE, {"connection": "close"})
             return message
 
-        await self.app(scope, limited, send)
+        try:
+            async with self.budget.reserve(2 * size):
+                await self.app(scope, limited, send)
+        except Busy as e:
+            await problem(503, str(e), close=True)(scope, receive, send)
 
 
 def scaled_to_bytes(maps: torch.Tensor) -> list[list[list[int]]]:
@@ -94,17 +213,35 @@ def scaled_to_bytes(maps: torch.Tensor) -> list[list[list[int]]]:
     return ((maps - low) / span * 255).round().to(torch.uint8).tolist()
 
 
-def create_app(run: str | Path) -> FastAPI:
-    """The app serving the model of a run folder or checkpoint file (loaded here, once)."""
-    model, ckpt = checkpoint.load_model(run)
+def lower_priority(nice: int) -> None:
+    """Lower the calling thread's priority (Linux schedules threads on their own; elsewhere: no-op)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+def digit_of(img: Image.Image, framing: str, name: str) -> torch.Tensor:
+    """Decode and preprocess an opened image, then free its pixels at once (they are budgeted)."""
+    try:
+        return images.to_input(images.load(img, name), framing, name)
+    finally:
+        img.close()
+
+
+def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
+    """The app serving the model of a run folder, checkpoint file or shipped model (loaded here, once)."""
+    model, ckpt = pretrained.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
-    spec = trained_on(ckpt, checkpoint.resolve(run))
+    spec = trained_on(ckpt, run)
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    app = FastAPI(
+    budget = Budget("bytes of memory", limits.memory, limits.wait)
+    large_decodes = Budget("large decodes", limits.large_decodes, limits.wait)  # each takes a core
+    large_pool = ThreadPoolExecutor(limits.large_decodes, "large-decode", lower_priority, (limits.large_decode_nice,))
+    app = FastAPIOffline(
         title="tinymnist",
         summary=f"Handwritten digit recognition with the {name} network ({parameters:,} parameters).",
+        redoc_url=None,
     )
-    app.add_middleware(BodyLimit)
+    app.add_middleware(Guard, budget=budget, limits=limits)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -113,6 +250,14 @@ def create_app(run: str | Path) -> FastAPI:
         hint = f"send the image as multipart/form-data in the field {FIELD!r}"
         return JSONResponse({"detail": f"{problems} ({hint})"}, status_code=422)
 
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy) -> JSONResponse:
+        return problem(503, str(exc))
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
     @app.get("/health", summary="Liveness")
     def health() -> Health:
         return Health(status="ok", model=name, parameters=parameters)
@@ -120,21 +265,28 @@ def create_app(run: str | Path) -> FastAPI:
     @app.post(
         "/predict",
         summary="Recognise the digit in an image file",
-        responses={413: {"model": Problem}, 422: {"model": Problem}},
+        responses={408: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
     )
-    def predict(
+    async def predict(
         file: Annotated[UploadFile, File(description="PNG, JPEG or BMP; any size, dark-on-light or light-on-dark")],
         feature_maps: Annotated[bool, Query(description="also return the first convolution's feature maps")] = False,
     ) -> Prediction:
         """The image is preprocessed exactly as by `tinymnist predict` (tinymnist.images)."""
-        data = file.file.read(images.MAX_BYTES + 1)
+        filename = file.filename or "upload"
+        data = await file.read(images.MAX_BYTES + 1)
         try:
-            upload = file.filename or "upload"
-            digit_image = images.to_input(images.decode(data, upload), spec.framing, upload)
+            img = images.open_image(data, filename)  # the header only: the limits are checked before decoding
+            size = images.decoded_bytes(img)
+            large = size > limits.large_decode
+            async with large_decodes.reserve(int(large)), budget.reserve(size):
+                pool = large_pool if large else None  # None: asyncio's default threads
+                digit_image = await asyncio.get_running_loop().run_in_executor(
+                    pool, digit_of, img, spec.framing, filename
+                )
         except images.ImageError as e:
             raise HTTPException(413 if len(data) > images.MAX_BYTES else 422, str(e)) from None
         batch = digit_image.unsqueeze(0)
-        probabilities = class_probabilities(model, batch, spec.name)[0]
+        probabilities = (await run_in_threadpool(class_probabilities, model, batch, spec.name))[0]
         maps = None
         if feature_maps:
             with torch.inference_mode():
@@ -149,24 +301,153 @@ def create_app(run: str | Path) -> FastAPI:
             parameters=parameters,
         )
 
-    app.mount("/", StaticFiles(packages=[("tinymnist", "static")], html=True), name="page")
+    app.mount("/static", StaticFiles(packages=[("tinymnist", "static")]), name="page")
     return app
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The bound listening socket, so that a busy port is a one-line error and port 0 works."""
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol plus what it lacks (uvicorn issue #157): a deadline for each
+    request's headers, and a cap on open connections that closes the connection idle longest
+    (waiting for a request) to make room, or answers 503 if every connection is busy.
+    """
+
+    limits = Limits()  # `serve` sets these three on a subclass of its own
+    max_connections = limits.connections
+    idle: dict["GuardedH11", None] = {}  # the connections waiting for a request, longest first
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.header_timer: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.max_connections:
+            if self.idle:
+                oldest = next(iter(self.idle))
+                self.idle.pop(oldest)
+                oldest.transport.close()
+            else:
+                self.app = problem(503, f"the server is at its limit of {self.max_connections:,} connections", True)
+        self.wait_for_request()
+
+    def wait_for_request(self) -> None:
+        """Start the clock for the next request's headers (and move to the end of the idle queue)."""
+        self.idle.pop(self, None)
+        self.idle[self] = None
+        if self.header_timer:
+            self.header_timer.cancel()
+        self.header_timer = self.loop.call_later(self.limits.header_timeout, self.headers_due)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # a request's headers are in
+            self.idle.pop(self, None)
+
+    def headers_due(self) -> None:
+        if self in self.idle:
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY:  # answered before the upload ended (an error): close
+            self.transport.close()
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self.wait_for_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.idle.pop(self, None)
+        if self.header_timer:
+            self.header_timer.cancel()
+        super().connection_lost(exc)
+
+
+class RateLimited(logging.Filter):
+    """At most `per_minute` log lines a minute; the next line let through says how many were dropped."""
+
+    def __init__(self, per_minute: int) -> None:
+        super().__init__()
+        self.per_minute, self.minute_start, self.lines, self.dropped = per_minute, 0.0, 0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self.minute_start >= 60:
+            self.minute_start, self.lines = now, 0
+        if self.lines >= self.per_minute:
+            self.dropped += 1
+            return False
+        self.lines += 1
+        if self.dropped:
+            record.msg, record.args = f"{record.getMessage()} ({self.dropped:,} earlier lines not logged)", ()
+            self.dropped = 0
+        return True
+
+
+def log_rate_limited(per_minute: int) -> None:
+    """Warnings and errors of the server (uvicorn's, asyncio's) to stderr, rate-limited."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RateLimited(per_minute))
+    handler.setFormatter(logging.Formatter("tinymnist serve: %(levelname)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def connection_cap(limits: Limits) -> int:
+    """Raise the soft limit on open files to the hard one (as nginx and Go do), and stay below it."""
+    try:
+        import resource
+    except ImportError:  # not Unix: no limit to raise
+        return limits.connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 1 << 16) if hard != resource.RLIM_INFINITY else 1 << 16
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (OSError, ValueError):
+            pass
+    return max(1, min(limits.connections, soft - 3 * limits.backlog - limits.fd_reserve))
+
+
+def return_freed_memory() -> None:
+    """glibc: allocations over 256 KiB get their own mappings, so freed pixels and uploads go back
+    to the system instead of staying in the heap (glibc's threshold otherwise grows to 32 MiB).
+    A threshold set in the environment (MALLOC_MMAP_THRESHOLD_) stands."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def listen(host: str, port: int, limits: Limits = Limits()) -> socket.socket:
+    """The bound listening socket, so that a busy port is a one-line error and port 0 works.
+
+    Its receive buffer size is inherited by the connections it accepts.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family)
+        sock = socket.create_server((host, port), family=family, backlog=limits.backlog)
     except OSError as e:
         raise TinyMnistError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.receive_buffer)
+    return sock
 
 
-def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     """Load the model, print the URL to open, and serve until interrupted."""
-    app = create_app(run)
-    sock = listen(host, port)
+    app = create_app(run, limits)
+    sock = listen(host, port, limits)
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
-    print(f"tinymnist: serving {checkpoint.resolve(run)} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    guarded = {"limits": limits, "max_connections": connection_cap(limits), "idle": {}}
+    protocol = type("Protocol", (GuardedH11,), guarded)
+    log_rate_limited(limits.log_lines)
+    return_freed_memory()
+    print(f"tinymnist: serving {run} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
+    config = uvicorn.Config(
+        app,
+        http=protocol,
+        backlog=limits.backlog,
+        timeout_keep_alive=limits.keep_alive,
+        log_config=None,
+        log_level="warning",
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -305,6 +305,6 @@ def resume_settings(out: Path) -> tuple[Recipe, dict]:
         )
     try:
         config = json.loads(config_path.read_text())
-        return from_dict(config["recipe"]), config
+        return from_dict(config["recipe"], str(config_path)), config
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise TinyMnistError(f"{config_path}: damaged run config ({e})") from None

@@ -1,8 +1,9 @@
-"""Predict the class (a digit, or a Fashion-MNIST article) of real image files with a trained model.
+"""Predict the class (a digit, or a Fashion-MNIST article) of real images with a trained model
+(`tinymnist predict`, `tinymnist.predict`).
 
-Each file goes through `tinymnist.images` (the dataset's own preprocessing, shared with
-`serve`); the files that could not be read are reported one by one and the rest are
-predicted in one batch.
+Each image goes through `tinymnist.images` (the dataset's own preprocessing, shared with `serve`);
+files that could not be read are reported one by one and the rest are predicted in one batch.
+(Not named `predict.py`: that would shadow the function `tinymnist.predict`.)
 """
 
 from dataclasses import dataclass
@@ -60,7 +61,19 @@ def predict_files(
         except images.ImageError as e:
             results.append(e)
     if digits:
-        values, indices = probabilities(model, torch.stack(digits), dataset).topk(top, dim=1)
-        for i, v, d in zip(read, values.tolist(), indices.tolist(), strict=True):
-            results[i] = Prediction(str(files[i]), list(zip(d, v, strict=True)), spec.classes)
+        names = [str(files[i]) for i in read]
+        for i, prediction in zip(read, top_digits(model, torch.stack(digits), names, top, dataset), strict=True):
+            results[i] = prediction
     return results
+
+
+def top_digits(
+    model: nn.Module, digits: torch.Tensor, names: list[str], top: int = 1, dataset: str = DEFAULT
+) -> list[Prediction]:
+    """The `top` most probable classes of each uint8 (N, 28, 28) input, named by `names`."""
+    values, indices = probabilities(model, digits, dataset).topk(top, dim=1)
+    classes = get(dataset).classes
+    return [
+        Prediction(name, list(zip(d, v, strict=True)), classes)
+        for name, v, d in zip(names, values.tolist(), indices.tolist(), strict=True)
+    ]

@@ -1,0 +1,193 @@
+"""`tinymnist sweep`: real worker processes on a journal file, the budget, and bad input."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from helpers import subset
+from tinymnist import models, recipes, sweep
+from tinymnist.cli import main
+
+# A tiny space that fits its budget everywhere: 2 epochs of 500 images per trial.
+SPACE = {
+    "base": "tiny4k",
+    "budget": 4_000,
+    "family": "tinynet",
+    "params": {
+        "w1": {"low": 3, "high": 5},
+        "w2": 4,
+        "w3": {"low": 6, "high": 8},
+        "w4": 8,
+        "lr": {"low": 0.02, "high": 0.2, "log": True},
+        "batch_size": {"choice": [64, 128]},
+        "epochs": 2,
+    },
+}
+TRIAL_ARGS = ["--train-images", "500", "--pruner", "none"]
+
+
+def write_space(folder: Path, space: dict = SPACE) -> Path:
+    path = folder / "space.json"
+    path.write_text(json.dumps(space))
+    return path
+
+
+def sweep_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tinymnist", "sweep", *args, "--no-download", "--device", "cpu"]
+
+
+def sweep_env(mnist_dir: Path) -> dict:
+    return {**os.environ, "TINYMNIST_DATA": str(mnist_dir), "OMP_NUM_THREADS": "1"}
+
+
+def run_sweep(*args: str, mnist_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_command(*args), env=sweep_env(mnist_dir), capture_output=True, text=True, timeout=600)
+
+
+def trial_lines(output: str) -> list[int]:
+    """The trial numbers of the one-line reports of finished trials."""
+    return [int(m[1]) for m in re.finditer(r"^trial +(\d+) (COMPLETE|PRUNED|REJECTED|FAIL)", output, re.M)]
+
+
+def test_two_workers_on_a_journal_file_then_a_rerun_continues(tmp_path, mnist_dir):
+    folder = tmp_path / "sweep"
+    first = run_sweep(str(folder), "--space", str(write_space(tmp_path)), "--trials", "3", "--workers", "2",
+                      *TRIAL_ARGS, mnist_dir=mnist_dir)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert sorted(trial_lines(first.stdout)) == [0, 1, 2]  # one line per trial, none run twice
+    second = run_sweep(str(folder), "--trials", "5", "--workers", "2", *TRIAL_ARGS, mnist_dir=mnist_dir)
+    assert second.returncode == 0, second.stderr
+    assert sorted(trial_lines(second.stdout)) == [3, 4]  # continued, nothing redone
+
+    study = optuna.load_study(study_name="sweep", storage=sweep.open_storage(None, folder))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 5
+    for t in study.trials:  # each trial trained once, in its own run folder
+        lines = (folder / "trials" / f"{t.number:04d}" / "metrics.jsonl").read_text().splitlines()
+        assert len(lines) == 2 and json.loads(lines[-1])["val_accuracy"] == t.value
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["states"]["COMPLETE"] == 5 and summary["best"][0]["val_accuracy"] == study.best_value
+    assert (folder / "history.png").stat().st_size > 0 and (folder / "importances.png").stat().st_size > 0
+    best = json.loads((folder / "best-recipe.json").read_text())
+    recipe = recipes.from_dict(best["recipe"])
+    assert recipe.model == study.best_trial.user_attrs["model"] and recipe.epochs == 2
+    assert models.count_parameters(models.create(recipe.model)) == study.best_trial.user_attrs["parameters"]
+
+
+def test_a_killed_sweep_continues_when_run_again(tmp_path, mnist_dir):
+    folder, space = tmp_path / "sweep", str(write_space(tmp_path))
+    args = [str(folder), "--space", space, "--trials", "2", *TRIAL_ARGS]
+    process = subprocess.Popen(sweep_command(*args), env=sweep_env(mnist_dir), stdout=subprocess.PIPE, text=True)
+    while not (folder / "sweep.json").exists() and process.poll() is None:  # written once the study exists
+        time.sleep(0.1)
+    study = optuna.load_study(study_name="sweep", storage=sweep.open_storage(None, folder))
+    killed = wait_for_trial_mid_way(study, f"{socket.gethostname()}:{process.pid}", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    again = run_sweep(*args, mnist_dir=mnist_dir)
+    assert again.returncode == 0, again.stderr
+    assert f"trial {killed} was left running by a killed sweep: failed, queued again" in again.stdout
+    trials = study.get_trials()
+    assert trials[killed].state == optuna.trial.TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retry) == 1 and retry[0].params == trials[killed].params and retry[0].number in trial_lines(again.stdout)
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def wait_for_trial_mid_way(study: optuna.Study, worker: str, process: subprocess.Popen) -> int:
+    """The number of a trial `worker` is running and has reported one epoch of (not finished)."""
+    while process.poll() is None:
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") == worker and t.intermediate_values:
+                return t.number
+        time.sleep(0.1)
+    pytest.fail(f"worker {worker} ended before it was seen mid-trial: {process.communicate()}")
+
+
+def test_a_design_over_budget_is_rejected_before_it_trains(tmp_path):
+    space = {**SPACE, "budget": 2_000}  # tinynet-3-4-6-8 fits (1,843), tinynet-5-4-8-8 does not
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("space", space)
+    study.enqueue_trial({"w1": 5, "w3": 8, "lr": 0.1, "batch_size": 64})
+    study.optimize(lambda t: sweep.objective(t, mnist=None, folder=tmp_path), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["rejected"] == f"{trial.user_attrs['parameters']:,} parameters > budget 2,000"
+    assert not (tmp_path / "trials").exists()
+    assert "REJECTED" in sweep.describe(trial) and sweep.counted([trial]) == 0
+
+
+def test_a_poor_trial_is_pruned_after_the_epoch_it_reported(tmp_path, mnist):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.999))
+    study.set_user_attr("space", SPACE)
+    study.optimize(lambda t: sweep.objective(t, subset(mnist, 500, 500), tmp_path), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
+    assert len((tmp_path / "trials" / "0000" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never ran
+    assert sweep.describe(trial).startswith("trial   0 PRUNED at epoch 1 val ")
+
+
+def test_parametric_model_names():
+    assert models.count_parameters(models.create("tinynet-8-8-12-17")) == models.count_parameters(
+        models.create("tiny8k")
+    )
+    assert models.known("sepnet-8-16-20-24-32") and not models.known("tinynet-8-8-12")
+    assert not models.known("tinynet-8-8-0-17") and not models.known("nonet-1-2-3-4")
+
+
+def test_registered_spaces_fit_their_budgets():
+    for name in recipes.SPACES:
+        sweep.load_space(name)  # raises if a space is malformed or its smallest design is over budget
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"budget": 500}, "cannot fit the budget: its smallest design tinynet-3-4-6-8 has 1,843 parameters > 500"),
+        ({"params": {**SPACE["params"], "learning_rate": 0.1}}, "'learning_rate' is not a recipe field"),
+        ({"params": {**SPACE["params"], "lr": {"low": 0.1}}}, "lr: give a value"),
+        ({"params": {**SPACE["params"], "lr": {"low": 0, "high": 0.1, "log": True}}}, "lr: give a value"),
+        ({"family": "resnet"}, "family 'resnet' is not one of"),
+        ({"base": "nope"}, "base 'nope' is not a recipe"),
+    ],
+)
+def test_bad_space_is_one_line(tmp_path, capsys, change, message):
+    space = write_space(tmp_path, {**SPACE, **change})
+    assert main(["sweep", str(tmp_path / "s"), "--space", str(space), "--trials", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinymnist: error: --space ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+psycopg://nobody@127.0.0.1:1/db", "--storage postgresql+psycopg://nobody@127.0.0.1:1/db: cannot"),
+        ("not a url", "--storage not a url: cannot open it"),
+        ("postgresql+nodriver://x@127.0.0.1/db", "cannot open it"),
+    ],
+)
+def test_bad_storage_is_one_line(tmp_path, capsys, url, message):
+    args = ["sweep", str(tmp_path / "s"), "--space", str(write_space(tmp_path)), "--trials", "0", "--storage", url]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinymnist: error: ") and message in err and err.count("\n") == 1
+
+
+def test_password_is_not_shown(tmp_path, capsys):
+    url = "postgresql+psycopg://me:secret@127.0.0.1:1/db"
+    assert main(["sweep", str(tmp_path / "s"), "--space", "tiny8k", "--trials", "0", "--storage", url]) == 2
+    assert "secret" not in capsys.readouterr().err
+
+
+def test_a_rerun_without_a_space_in_a_new_folder_is_one_line(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "new"), "--trials", "0"]) == 2
+    assert "no study 'new' here yet: give --space" in capsys.readouterr().err
