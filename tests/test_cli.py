@@ -131,7 +131,13 @@ def test_help_and_version_answer_without_importing_torch():
 
 def test_every_subcommand_has_a_description_and_an_example():
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert len(commands) == 8
+    assert set(commands) == {"train", "evaluate", "repeat", "serve", "summary", "models", "predict", "export", "sweep"}
     for name, parser in commands.items():
         text = parser.format_help()
         assert parser.description and f"example:\n  tinymnist {name}" in text, name
+
+
+def test_the_dataset_names_of_help_are_the_registry():
+    from tinymnist import cli, data
+
+    assert cli.DATASETS == tuple(data.DATASETS)
