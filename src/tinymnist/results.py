@@ -47,13 +47,15 @@ def machine(device: torch.device | str = "cpu") -> dict:
     return info
 
 
-def git_state() -> dict:
+PACKAGE = Path(__file__).resolve().parent
+
+
+def git_state(folder: Path = PACKAGE) -> dict:
     """The commit the code runs from ('+dirty' if the work tree has changes) and, if dirty, what:
     the changed files and the SHA-256 of `git diff HEAD`, so the change can be recognised later."""
-    here = Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True).stdout
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout
 
     try:
         commit = git("rev-parse", "HEAD").strip()
