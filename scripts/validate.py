@@ -41,6 +41,8 @@ def run(name: str, train_args: list[str], runs: Path, data_args: list[str]) -> P
     """Train, resume or reuse runs/NAME; returns the finished run folder."""
     run_dir = runs / name
     recorded = run_dir / ARGS_FILE
+    if (run_dir / "config.json").exists() and not recorded.exists():
+        raise TinyMnistError(f"{run_dir}: a run not started by this script; move it away to start over")
     if recorded.exists() and json.loads(recorded.read_text()) != train_args:
         raise TinyMnistError(
             f"{run_dir}: started with other TRAIN_ARGS ({' '.join(json.loads(recorded.read_text()))}); "
