@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ class WriteError(TinyMnistError):
     """A file could not be written (disk full, no permission): nothing was replaced."""
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp_path)`, then rename the temporary file into place.
 
     On any failure (disk full, Ctrl-C) the temporary file is removed and `path` is untouched;
