@@ -13,6 +13,7 @@ from PIL import Image
 from helpers import subset
 from tinymnist import models, recipes, training
 from tinymnist.cli import build_parser, main
+from tinymnist.optim import make_optimizer
 
 
 def fails(argv, capsys, expected):
@@ -141,7 +142,7 @@ def test_resume_with_another_runs_last_pt(capsys, tmp_path, trained_checkpoint, 
     run, ckpt = run_folder(tmp_path, trained_checkpoint)
     other = recipes.get("tiny3k")
     model = models.create(other.model)
-    opt, sched = training.make_optimizer(model, other, 100)
+    opt, sched = make_optimizer(model.parameters(), other, 100)
     last = {"model": other.model, "state_dict": model.state_dict(), "recipe": recipes.to_dict(other)}
     last |= {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": []}
     torch.save(last, run / "last.pt")
