@@ -2,6 +2,7 @@
 the message names (or the same command) continues. Real `tinymnist` processes on an MNIST subset."""
 
 import errno
+import json
 import os
 import shlex
 import shutil
@@ -45,6 +46,12 @@ def stopped_in_first_epoch(out: Path, mnist_dir: Path, sig: int) -> subprocess.P
     return proc
 
 
+def run_settings(run: Path) -> tuple:
+    """What decides a run's numbers: recipe, seed, split, engine and whether it used bf16."""
+    config = json.loads((run / "config.json").read_text())
+    return config["recipe"], config["seed"], config["split"], config["engine"], config["precision"]["bf16"]
+
+
 def test_ctrl_c_in_the_first_epoch_names_the_command_that_continues(tmp_path, mnist_dir):
     cut = tmp_path / "cut"
     proc = stopped_in_first_epoch(cut, mnist_dir, signal.SIGINT)
@@ -52,11 +59,11 @@ def test_ctrl_c_in_the_first_epoch_names_the_command_that_continues(tmp_path, mn
     assert proc.returncode == 130 and err.count("\n") == 1 and "continue with: tinymnist train --resume" in err, err
     command = shlex.split(err.split("continue with: ", 1)[1])
     assert command[:4] == ["tinymnist", "train", "--resume", str(cut)]
-    settings = (cut / "config.json").read_text()
+    settings = run_settings(cut)
     resumed = tinymnist(*command[1:])
     assert resumed.returncode == 0, resumed.stderr
     assert "no completed epoch to resume from; starting it again with its settings" in resumed.stdout
-    assert (cut / "config.json").read_text() == settings
+    assert run_settings(cut) == settings
     assert len(torch.load(cut / checkpoint.FINAL, weights_only=True)["history"]) == 1
 
 
