@@ -126,7 +126,8 @@ def run_folder(tmp_path, trained_checkpoint) -> tuple:
     ckpt = torch.load(trained_checkpoint, weights_only=True)
     run = tmp_path / "run"
     run.mkdir()
-    config = {"recipe": ckpt["recipe"], "seed": 1, "split": "test", "train_images": 60000, "eval_images": 10000}
+    recipe = {**recipes.to_dict(recipes.get("seed")), **ckpt["recipe"]}  # the fixture predates some fields
+    config = {"recipe": recipe, "seed": 1, "split": "test", "train_images": 60000, "eval_images": 10000}
     (run / "config.json").write_text(json.dumps(config))
     return run, ckpt
 

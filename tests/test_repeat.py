@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from helpers import subset
-from tinymnist import cli, results, training
 from tinymnist import repeat as repeat_module
+from tinymnist import results, training
 from tinymnist.cli import main
 from tinymnist.errors import TinyMnistError
 from tinymnist.recipes import get, override
@@ -115,6 +115,6 @@ def test_ctrl_c_in_repeat_says_the_same_command_continues(tmp_path, monkeypatch,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "repeat", interrupted)
-    assert cli.main(["repeat", "--recipe", "tiny3k", "--out", str(tmp_path), "--data-dir", str(mnist_dir)]) == 130
+    monkeypatch.setattr(repeat_module, "repeat", interrupted)
+    assert main(["repeat", "--recipe", "tiny3k", "--out", str(tmp_path), "--data-dir", str(mnist_dir)]) == 130
     assert "the same command continues" in capsys.readouterr().err
