@@ -1,14 +1,19 @@
 """Command-line error paths: one line on stderr, exit code 2, no traceback."""
 
+import datetime
 import json
+import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
+from PIL import Image
 
 from helpers import subset
-from tinymnist import recipes, training
+from tinymnist import models, recipes, training
 from tinymnist.cli import build_parser, main
+from tinymnist.optim import make_optimizer
 
 
 def fails(argv, capsys, expected):
@@ -52,19 +57,51 @@ def test_missing_run_folder(capsys, tmp_path):
     fails(["evaluate", str(tmp_path / "nope")], capsys, "no such run folder")
     fails(["evaluate", str(tmp_path)], capsys, "no model.pt or last.pt")
     fails(["train", "--resume", str(tmp_path / "nope")], capsys, "no such run folder")
-    fails(["train", "--resume", str(tmp_path)], capsys, "not a tinymnist run folder")
+    fails(["train", "--resume", str(tmp_path)], capsys, "not a tinymnist run folder (no config.json")
 
 
 def test_damaged_checkpoints(capsys, tmp_path, trained_checkpoint):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(trained_checkpoint.read_bytes()[:5000])
-    fails(["evaluate", str(truncated)], capsys, "not a readable tinymnist checkpoint")
+    fails(["evaluate", str(truncated)], capsys, "not a tinymnist checkpoint (not a PyTorch checkpoint file")
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    fails(["evaluate", str(text)], capsys, "not a readable tinymnist checkpoint")
+    fails(["evaluate", str(text)], capsys, "not a tinymnist checkpoint")
     plain = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(3)}, plain)
     fails(["evaluate", str(plain)], capsys, "not a tinymnist checkpoint")
+    fails(["evaluate", "/dev/null"], capsys, "not a tinymnist checkpoint (not a regular file)")
+
+
+def test_a_checkpoint_weights_only_refuses_is_named_never_unpickled(capsys, tmp_path, trained_checkpoint):
+    crafted = torch.load(trained_checkpoint, weights_only=True)
+    crafted["note"] = datetime.datetime(2026, 1, 1)  # not a tensor or plain value: refused by weights_only
+    path = tmp_path / "objects.pt"
+    torch.save(crafted, path)
+    for argv in (["evaluate"], ["export", "--format", "onnx"], ["predict", "x.png"]):
+        fails([argv[0], str(path), *argv[1:]], capsys, "objects.pt: not a tinymnist checkpoint (refused")
+    main(["evaluate", str(path)])
+    err = capsys.readouterr().err.replace(str(path), "FILE")
+    assert "nothing in it was run" in err and "weights_only" not in err, err
+
+
+def test_predict_with_the_run_folder_forgotten(capsys, tmp_path):
+    for name in ("a.png", "b.png"):
+        Image.new("L", (28, 28)).save(tmp_path / name)
+    fails(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png")], capsys, "a.png: not a tinymnist checkpoint")
+    main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png")])
+    err = capsys.readouterr().err.replace(str(tmp_path), "DIR")
+    assert "weights_only" not in err and "run folder" in err, err
+
+
+@pytest.mark.parametrize("field", ["model", "state_dict"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "serve"])
+def test_crafted_checkpoint_fields_of_the_wrong_type(capsys, tmp_path, trained_checkpoint, field, command):
+    crafted = torch.load(trained_checkpoint, weights_only=True)
+    crafted[field] = ["seed"] if field == "model" else [torch.zeros(3)]
+    torch.save(crafted, tmp_path / "crafted.pt")
+    extra = {"predict": ["x.png"], "export": ["--format", "torchscript"], "serve": ["--port", "0"]}
+    fails([command, str(tmp_path / "crafted.pt"), *extra.get(command, [])], capsys, "of the wrong type")
 
 
 def test_checkpoint_of_another_model(capsys, tmp_path, trained_checkpoint):
@@ -79,8 +116,41 @@ def test_checkpoint_of_another_model(capsys, tmp_path, trained_checkpoint):
 
 def test_out_folder_with_a_run_is_not_overwritten(capsys, tmp_path):
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "last.pt").write_text("epoch 1")
     fails(["train", "--out", str(tmp_path), "--epochs", "1"], capsys, "already holds a run")
-    assert (tmp_path / "config.json").read_text() == "{}"
+    assert (tmp_path / "config.json").read_text() == "{}" and (tmp_path / "last.pt").read_text() == "epoch 1"
+
+
+def run_folder(tmp_path, trained_checkpoint) -> tuple:
+    """A run folder of the fixture's recipe (config.json only) and the fixture checkpoint's dict."""
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = {**recipes.to_dict(recipes.get("seed")), **ckpt["recipe"]}  # the fixture predates some fields
+    config = {"recipe": recipe, "seed": 1, "split": "test", "train_images": 60000, "eval_images": 10000}
+    (run / "config.json").write_text(json.dumps(config))
+    return run, ckpt
+
+
+def test_resume_with_a_model_pt_copied_to_last_pt(capsys, tmp_path, trained_checkpoint, mnist_dir):
+    run, _ = run_folder(tmp_path, trained_checkpoint)
+    shutil.copy(trained_checkpoint, run / "last.pt")
+    resume = ["train", "--resume", str(run), "--data-dir", str(mnist_dir), "--device", "cpu"]
+    fails(resume, capsys, "last.pt: not a last.pt (no optimizer, schedule and history in it; a copied model.pt?)")
+
+
+def test_resume_with_another_runs_last_pt(capsys, tmp_path, trained_checkpoint, mnist_dir):
+    run, ckpt = run_folder(tmp_path, trained_checkpoint)
+    other = recipes.get("tiny3k")
+    model = models.create(other.model)
+    opt, sched = make_optimizer(model.parameters(), other, 100)
+    last = {"model": other.model, "state_dict": model.state_dict(), "recipe": recipes.to_dict(other)}
+    last |= {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": []}
+    torch.save(last, run / "last.pt")
+    resume = ["train", "--resume", str(run), "--data-dir", str(mnist_dir), "--device", "cpu"]
+    fails(resume, capsys, "saved by a run of another recipe")
+    torch.save(last | {"recipe": ckpt["recipe"]}, run / "last.pt")  # the right recipe, the wrong weights
+    fails(resume, capsys, "last.pt: does not fit this run")
 
 
 def test_resume_refuses_other_options(capsys, tmp_path):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from tinymnist import models
 
-SEED_NETWORK = Path(__file__).resolve().parents[2] / "shared" / "seed" / "network.txt"
+SEED_NETWORK = Path(__file__).resolve().parent / "fixtures" / "seed-network.txt"  # the seed document's print-out
 
 
 def test_seed_has_19712_trainable_parameters():

@@ -1,11 +1,15 @@
 """The multi-seed protocol on a small subset."""
 
+import hashlib
 import json
+import subprocess
 
 import pytest
+import torch
 
 from helpers import subset
 from tinymnist import repeat as repeat_module
+from tinymnist import results, training
 from tinymnist.cli import main
 from tinymnist.errors import TinyMnistError
 from tinymnist.recipes import get, override
@@ -25,6 +29,7 @@ def test_two_seeds_then_a_rerun_trains_nothing(small_data, tmp_path, monkeypatch
     saved = json.loads(out.read_text())
     assert [r["seed"] for r in saved["runs"]] == [1, 2] == [r["seed"] for r in state["runs"]]
     assert saved["summary"]["seeds"] == 2 and saved["machine"]["cores"] >= 1
+    assert all(r["machine"]["git_commit"] == saved["machine"]["git_commit"] for r in saved["runs"])
     assert saved["runs"][0]["test_loss"] != saved["runs"][1]["test_loss"]  # different seeds differ
 
     monkeypatch.setattr(repeat_module, "train_seed", lambda *a: pytest.fail("trained again"))
@@ -51,5 +56,65 @@ def test_damaged_results_file_is_an_error_and_kept(tmp_path, capsys):
 def test_results_of_another_recipe_are_not_mixed_in(small_data, tmp_path):
     out = tmp_path / "tiny.json"
     repeat_module.repeat("tiny", TINY, 1, out, tmp_path / "runs", log=lambda s: None)
-    with pytest.raises(TinyMnistError, match="different 'tiny' recipe"):
+    with pytest.raises(TinyMnistError, match="different 'tiny' recipe \\(lr 0.05 recorded, 0.2 now\\)"):
         repeat_module.repeat("tiny", override(TINY, lr=0.2), 1, out, tmp_path / "runs", log=lambda s: None)
+
+
+def test_a_seed_run_folder_of_another_recipe_is_not_resumed(small_data, tmp_path):
+    runs = tmp_path / "runs"
+    repeat_module.repeat("tiny", TINY, 1, tmp_path / "a.json", runs, log=lambda s: None)
+    (runs / "tiny-seed1" / "model.pt").unlink()  # as if interrupted: last.pt and config.json remain
+    kept = (runs / "tiny-seed1" / "last.pt").read_bytes()
+    other = override(TINY, weight_decay=0.0)
+    with pytest.raises(TinyMnistError, match="tiny-seed1: a run of another recipe or seed \\(weight_decay"):
+        repeat_module.repeat("tiny", other, 1, tmp_path / "b.json", runs, log=lambda s: None)
+    assert (runs / "tiny-seed1" / "last.pt").read_bytes() == kept and not (tmp_path / "b.json").exists()
+
+
+def test_wall_time_covers_every_process_of_a_resumed_seed(small_data, tmp_path, monkeypatch):
+    recipe, out, runs = override(TINY, epochs=2), tmp_path / "tiny.json", tmp_path / "runs"
+    real_epoch, calls = training.EagerEngine.epoch, []
+
+    def dies_in_second_epoch(self, generator):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, generator)
+
+    monkeypatch.setattr(training.EagerEngine, "epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        repeat_module.repeat("tiny", recipe, 1, out, runs, log=lambda s: None)
+    first = torch.load(runs / "tiny-seed1" / "last.pt", weights_only=True)["wall_seconds"]
+    monkeypatch.setattr(training.EagerEngine, "epoch", real_epoch)
+    row = repeat_module.repeat("tiny", recipe, 1, out, runs, log=lambda s: None)["runs"][0]
+    assert row["epochs"] == 2 and row["wall_seconds"] > first > 0
+    assert row["wall_seconds"] >= row["train_seconds"]  # both epochs' processes, not only the last
+
+
+def test_a_dirty_commit_records_what_changed(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "a")
+    clean = results.git_state(tmp_path)
+    assert list(clean) == ["git_commit"] and "+" not in clean["git_commit"]
+    (tmp_path / "a.py").write_text("x = 2\n")
+    dirty = results.git_state(tmp_path)
+    diff = subprocess.run(["git", "diff", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout
+    assert dirty == {
+        "git_commit": clean["git_commit"] + "+dirty",
+        "git_changed_files": ["a.py"],
+        "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
+    }
+
+
+def test_ctrl_c_in_repeat_says_the_same_command_continues(tmp_path, monkeypatch, capsys, mnist_dir):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repeat_module, "repeat", interrupted)
+    assert main(["repeat", "--recipe", "tiny3k", "--out", str(tmp_path), "--data-dir", str(mnist_dir)]) == 130
+    assert "the same command continues" in capsys.readouterr().err

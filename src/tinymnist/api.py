@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tinymnist import data, inference, pretrained, recipes, training
+from tinymnist import checkpoint, data, inference, pretrained, recipes, training
 from tinymnist.data import DEFAULT, get
 from tinymnist.errors import TinyMnistError
 from tinymnist.images import ImageError, read, to_input
@@ -128,7 +128,8 @@ def train(
         recipe = recipes.resolve(recipe)
     recipe = recipes.validate(recipes.override(recipe, **{k: recipes.check_value(k, v) for k, v in fields.items()}))
     out = Path(out) if out else training.new_run_dir(recipe.model)
-    if (out / "config.json").exists():
+    # a folder with only config.json is a run stopped in its first epoch: nothing to lose, start it again
+    if any((out / name).exists() for name in (checkpoint.LAST, checkpoint.FINAL)):
         raise TinyMnistError(
             f"{out}: already holds a run; resume it (tinymnist train --resume {out}) or choose another"
         )

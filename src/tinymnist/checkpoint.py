@@ -7,6 +7,9 @@ far. A run folder holds `model.pt` (final) and `last.pt` (last completed epoch).
 
 import json
 import os
+import pickle
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,25 +19,51 @@ from tinymnist import models
 from tinymnist.errors import TinyMnistError
 
 FINAL, LAST = "model.pt", "last.pt"
+RESUMABLE = ("optimizer", "scheduler", "history")  # what last.pt holds beyond the weights
 
 
 class CheckpointError(TinyMnistError):
     pass
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)`, then rename the temporary file into place."""
+class WriteError(TinyMnistError):
+    """A file could not be written (disk full, no permission): nothing was replaced."""
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp_path)`, then rename the temporary file into place.
+
+    On any failure (disk full, Ctrl-C) the temporary file is removed and `path` is untouched;
+    an OSError becomes a WriteError naming `path`.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            reason = (e.strerror or str(e)).lower()
+            raise WriteError(f"{path}: cannot write it: {reason} (nothing was replaced)") from None
+        raise
 
 
 def save(path: Path, checkpoint: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a Python file, so a full disk raises OSError (ENOSPC)
+            torch.save(checkpoint, f)
+
+    atomic_write(path, write)
 
 
 def save_json(path: Path, value: object) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2) + "\n"))
+
+
+def first_line(e: BaseException) -> str:
+    """The start of an error from deep inside torch: enough to say what went wrong, on one line."""
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def resolve(path: str | Path) -> Path:
@@ -51,15 +80,54 @@ def resolve(path: str | Path) -> Path:
 
 
 def read(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint's dict, loaded with `weights_only=True`: anything but tensors and plain values
+    is refused, never unpickled."""
     path = resolve(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a tinymnist checkpoint (not a regular file)")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: not a tinymnist checkpoint (not a PyTorch checkpoint file: damaged, or another kind of "
+            "file; expected a run folder or its model.pt)"
+        )
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # a damaged file can fail anywhere inside the unpickler
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable tinymnist checkpoint ({reason[:200]})") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: not a tinymnist checkpoint (refused: it holds Python objects other than tensors and plain "
+            "values, or is damaged; nothing in it was run)"
+        ) from None
+    except Exception as e:  # a damaged file can fail anywhere inside the reader
+        raise CheckpointError(f"{path}: not a tinymnist checkpoint (damaged: {first_line(e)})") from None
     if not isinstance(checkpoint, dict) or not {"model", "state_dict"} <= checkpoint.keys():
         raise CheckpointError(f"{path}: not a tinymnist checkpoint (no model name and weights in it)")
+    weights = checkpoint["state_dict"]
+    if not isinstance(checkpoint["model"], str) or not (
+        isinstance(weights, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items())
+    ):
+        raise CheckpointError(f"{path}: not a tinymnist checkpoint (its model name or weights are of the wrong type)")
     return checkpoint
+
+
+def restore(path: Path, recipe: dict, model: nn.Module, engine) -> dict:
+    """Load `last.pt` of a run of `recipe` into its model and training engine (optimizer and
+    schedule); returns it."""
+    state = read(path, next(model.parameters()).device)
+    if not set(RESUMABLE) <= state.keys() or not isinstance(state["history"], list):
+        raise CheckpointError(f"{path}: not a {LAST} (no optimizer, schedule and history in it; a copied {FINAL}?)")
+    saved = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
+    changed = [k for k, v in saved.items() if recipe.get(k) != v]  # a field newer than the file is no change
+    if not saved or changed:
+        raise CheckpointError(
+            f"{path}: saved by a run of another recipe than this run folder's config.json "
+            f"({', '.join(changed) or 'no recipe'} differ)"
+        )
+    try:
+        model.load_state_dict(state["state_dict"])
+        engine.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: does not fit this run ({first_line(e)})") from None
+    return state
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -71,7 +139,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     model = models.create(name).to(device)
     try:
         model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise CheckpointError(f"{resolve(path)}: weights do not fit model {name!r} ({first})") from None
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{resolve(path)}: weights do not fit model {name!r} ({first_line(e)})") from None
     return model.eval(), checkpoint

@@ -8,7 +8,10 @@ the subcommands, so that `--help` and `--version` answer at once.
 
 import argparse
 import json
+import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tinymnist import __version__, recipes
@@ -58,24 +61,46 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         if fields or args.recipe or args.out or args.val or args.seed is not None or args.precision or args.engine:
             raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
-        resume(args)
+        with continue_hint(args, Path(args.resume)):  # without a completed epoch: started again
+            resume(args)
         return
     from tinymnist import api
 
-    api.train(
-        recipes.resolve(args.recipe or "seed"),
-        out=args.out,
-        seed=1 if args.seed is None else args.seed,
-        val=args.val,
-        data_dir=args.data_dir,
-        dataset=args.dataset,
-        download=not args.no_download,
-        device=args.device,
-        precision=args.precision or "auto",
-        engine=args.engine or "auto",
-        verbose=True,
-        **fields,
-    )
+    out = Path(args.out) if args.out else None
+    with continue_hint(args, out):
+        api.train(
+            recipes.resolve(args.recipe or "seed"),
+            out=out,
+            seed=1 if args.seed is None else args.seed,
+            val=args.val,
+            data_dir=args.data_dir,
+            dataset=args.dataset,
+            download=not args.no_download,
+            device=args.device,
+            precision=args.precision or "auto",
+            engine=args.engine or "auto",
+            verbose=True,
+            **fields,
+        )
+
+
+@contextmanager
+def continue_hint(args: argparse.Namespace, out: Path | None) -> Iterator[None]:
+    """On Ctrl-C or a failed write while training into `out`, say which command continues the run."""
+    from tinymnist.checkpoint import WriteError
+
+    try:
+        yield
+    except (KeyboardInterrupt, WriteError) as e:
+        again = "run the command again"
+        if out is not None and (out / "config.json").is_file():
+            words = ["tinymnist", "train", "--resume", str(out)]
+            words += ["--data-dir", args.data_dir] if args.data_dir else []
+            words += ["--device", args.device] if args.device != "auto" else []
+            again = f"continue with: {shlex.join(words)}"
+        if isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt(again) from None
+        raise WriteError(f"{e}; when that is fixed, {again}") from None
 
 
 def resume(args: argparse.Namespace) -> None:
@@ -132,7 +157,12 @@ def cmd_repeat(args: argparse.Namespace) -> None:
     out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{args.recipe}.json"
     runs = Path(args.runs or Path("runs/repeat") / data.subfolder(spec.name))
     data.load(args.data_dir, download=not args.no_download, dataset=spec.name)  # check (or download) it once
-    state = repeat(args.recipe, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
+    try:
+        state = repeat(args.recipe, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"finished seeds are kept in {out}; the same command continues (an interrupted seed resumes)"
+        ) from None
     s = state.get("summary")
     if s:
         print(
@@ -428,8 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     except TinyMnistError as e:
         print(f"tinymnist: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tinymnist: interrupted", file=sys.stderr)
+    except OSError as e:  # a folder that cannot be made or read: the file and the reason, no traceback
+        print(f"tinymnist: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"tinymnist: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
         return 130
     return 0
 

@@ -3,22 +3,23 @@ accuracy per seed and over seeds, into one results file per recipe.
 
 Each finished seed is written to the results file at once (atomically), so a stopped sweep
 keeps what it finished; running the same command again trains only the missing seeds, and a
-seed interrupted mid-run resumes from its run folder's last completed epoch.
+seed interrupted mid-run resumes from its run folder's last completed epoch (after checking that
+the folder was made with the same recipe and seed). Each seed's row records the machine and
+commit of the call that trained it, and its wall time over all the processes that trained it.
 """
 
 import multiprocessing
 import os
 import statistics
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
-from tinymnist import data, results
+from tinymnist import checkpoint, data, results
 from tinymnist.errors import TinyMnistError
-from tinymnist.recipes import Recipe, from_dict, to_dict
-from tinymnist.training import pick_device, train
+from tinymnist.recipes import Recipe, to_dict
+from tinymnist.training import pick_device, resume_settings, train
 
 
 def train_seed(
@@ -33,10 +34,17 @@ def train_seed(
     """Train one seed (resuming its run folder if it was interrupted); returns its result row."""
     if threads:
         torch.set_num_threads(threads)
-    dev = pick_device(device)
-    mnist = data.load(data_dir, dataset=dataset).to(dev)
-    start = time.perf_counter()
-    resume = (run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file()
+    if (run_dir / "config.json").is_file():
+        config = resume_settings(run_dir)[1]
+        recorded = {**config["recipe"], "seed": config.get("seed"), "split": config.get("split")}
+        wanted = {**to_dict(recipe), "seed": seed, "split": "test"}
+        if recorded != wanted:
+            raise TinyMnistError(
+                f"{run_dir}: a run of another recipe or seed ({results.differences(recorded, wanted)}); "
+                "move it away to start over"
+            )
+    resume = (run_dir / checkpoint.LAST).is_file()  # without a completed epoch, start again
+    mnist = data.load(data_dir, dataset=dataset).to(pick_device(device))
     final = train(
         recipe,
         mnist,
@@ -56,7 +64,7 @@ def train_seed(
         "epochs": len(history),
         "best_epoch": best["epoch"],  # shown for information only, never used to report
         "train_seconds": final["train_seconds"],
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": final["wall_seconds"],
         "images_per_second": statistics.fmean(r["images_per_second"] for r in history),
         "run_dir": str(run_dir),
     }
@@ -76,8 +84,11 @@ def repeat(
 ) -> dict:
     """Train the seeds that `out` lacks and return the updated results."""
     existing = results.read(out)
-    if existing and from_dict(existing.get("recipe") or {}, str(out)) != recipe:
-        raise TinyMnistError(f"{out}: made with a different {recipe_name!r} recipe; move it away to start over")
+    if existing and existing.get("recipe") != to_dict(recipe):
+        raise TinyMnistError(
+            f"{out}: made with a different {recipe_name!r} recipe "
+            f"({results.differences(existing.get('recipe') or {}, to_dict(recipe))}); move it away to start over"
+        )
     if existing and existing.get("dataset", data.DEFAULT) != dataset:
         raise TinyMnistError(
             f"{out}: results on {existing.get('dataset', data.DEFAULT)}, not {dataset}; use another --out"
@@ -94,6 +105,7 @@ def repeat(
     args = [(recipe, s, runs / f"{recipe_name}-seed{s}", data_dir, device, threads, dataset) for s in todo]
 
     def record(row: dict) -> None:
+        row["machine"] = state["machine"]  # rows may come from several calls, on several machines
         state["runs"] = sorted([r for r in state["runs"] if r["seed"] != row["seed"]] + [row], key=lambda r: r["seed"])
         state["summary"] = results.summarize([r["test_accuracy"] for r in state["runs"]])
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 tables are generated from. Every figure in the README comes from a JSON file written here.
 """
 
+import hashlib
 import json
 import os
 import platform
@@ -39,28 +40,48 @@ def machine(device: torch.device | str = "cpu") -> dict:
         "torch": torch.__version__,
         "tinymnist": tinymnist.__version__,
         "os": platform.platform(),
-        "git_commit": git_commit(),
+        **git_state(),
     }
     if str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
 
 
-def git_commit() -> str | None:
-    """The commit of the working tree the code runs from, '+dirty' if it has changes."""
-    here = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def git_state(folder: Path = PACKAGE) -> dict:
+    """The commit the code runs from ('+dirty' if the work tree has changes) and, if dirty, what:
+    the changed files and the SHA-256 of `git diff HEAD`, so the change can be recognised later."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        commit = git("rev-parse", "HEAD").strip()
+        changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+        diff = git("diff", "HEAD") if changed else ""
     except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        return {"git_commit": None}
+    if not changed:
+        return {"git_commit": commit}
+    return {
+        "git_commit": commit + "+dirty",
+        "git_changed_files": sorted(line[3:] for line in changed),
+        "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
+    }
+
+
+def differences(recorded: dict, now: dict) -> str:
+    """The fields in which two recipes (as dicts) differ, e.g. "lr 0.1 recorded, 0.2 now"."""
+
+    def shown(d: dict, key: str) -> str:
+        return repr(d[key]) if key in d else "missing"
+
+    keys = [
+        k for k in sorted(recorded.keys() | now.keys()) if (k in recorded, recorded.get(k)) != (k in now, now.get(k))
+    ]
+    return "; ".join(f"{k} {shown(recorded, k)} recorded, {shown(now, k)} now" for k in keys)
 
 
 def summarize(accuracies: list[float]) -> dict:

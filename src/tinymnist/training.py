@@ -172,6 +172,9 @@ def train(
         recorded = resume_settings(out)[1]
         bf16 = recorded.get("precision", {}).get("bf16", recipe.bf16)  # runs before the choice: the recipe's
         precision_request, engine = ("bf16" if bf16 else "fp32"), recorded.get("engine", "eager")
+        resume = (out / checkpoint.LAST).is_file()  # a run stopped in its first epoch starts again
+        if not resume:
+            log(f"{out}: no completed epoch to resume from; starting it again with its settings")
     chosen = precision.choose(recipe.bf16, precision_request, device)
     engine = choose_engine(engine, device)
     torch.manual_seed(seed)
@@ -191,16 +194,15 @@ def train(
         runner = EagerEngine(model, recipe, data, chosen["bf16"], None if progress else heartbeat)
         runner.progress = progress
     history: list[dict] = []
+    started, earlier = time.perf_counter(), 0.0  # wall time of this process, and of those before it
 
     if resume:
-        state = checkpoint.read(out / checkpoint.LAST, device)
+        state = checkpoint.restore(out / checkpoint.LAST, to_dict(recipe), model, runner)
+        history, earlier = state["history"], state.get("wall_seconds", 0.0)
         if state.get("dataset", DEFAULT) != data.dataset:
             raise TinyMnistError(
                 f"{out}: a run on {state.get('dataset', DEFAULT)}, not {data.dataset}; cannot resume it"
             )
-        model.load_state_dict(state["state_dict"])
-        runner.load_state_dict(state)
-        history = state["history"]
         log(f"resuming {out} after epoch {len(history)} of {recipe.epochs}")
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -262,6 +264,7 @@ def train(
                 "engine": engine,
                 **runner.state_dict(),
                 "history": history,
+                "wall_seconds": earlier + time.perf_counter() - started,
             },
         )
         checkpoint.atomic_write(
@@ -287,6 +290,7 @@ def train(
         "history": history,
         "train_seconds": sum(r["seconds"] for r in history),
         "capture_seconds": sum(r.get("capture_seconds", 0.0) for r in history),
+        "wall_seconds": earlier + time.perf_counter() - started,  # up to each process's last saved epoch
     }
     checkpoint.save(out / checkpoint.FINAL, final)
     for line in verdict(parameters, history, split):
@@ -295,13 +299,14 @@ def train(
 
 
 def resume_settings(out: Path) -> tuple[Recipe, dict]:
-    """The recipe and config of an interrupted run folder."""
+    """The recipe and config of an interrupted run folder (with or without a completed epoch)."""
     config_path = out / "config.json"
     if not out.is_dir():
         raise TinyMnistError(f"--resume {out}: no such run folder")
-    if not config_path.is_file() or not (out / checkpoint.LAST).is_file():
+    if not config_path.is_file():
         raise TinyMnistError(
-            f"--resume {out}: not a tinymnist run folder with a completed epoch (no config.json or last.pt)"
+            f"--resume {out}: not a tinymnist run folder (no config.json; a run stopped before it wrote one "
+            f"can start again with --out {out})"
         )
     try:
         config = json.loads(config_path.read_text())
