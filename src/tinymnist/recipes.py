@@ -69,9 +69,11 @@ RECIPES: dict[str, Recipe] = {
     # with bf16 autocast as without it (99.36% both), and autocast trains faster (README, Speed).
     "fast": replace(SEED, model="tiny20k", epochs=8, bf16=True),
     # GPU recipes: large batches keep a GPU busy (a step costs about the same at any batch size there),
-    # with the peak learning rate scaled by the square root of the batch size. 8 epochs, bf16.
+    # with the peak learning rate scaled by the square root of the batch size; bf16. On the validation
+    # split (results/validation/gpu*.json) tiny20k at batch 512 reached 99.40% in 8 epochs; the seed
+    # network at batch 256 reached 99.16% in 8 epochs, 99.22% with peak lr 0.2, 99.28% in 12 epochs.
     "gpu": replace(SEED, model="tiny20k", epochs=8, batch_size=512, lr=0.2, bf16=True),
-    "gpu-seed": replace(SEED, epochs=8, batch_size=256, lr=0.14, bf16=True),
+    "gpu-seed": replace(SEED, epochs=12, batch_size=256, lr=0.14, bf16=True),
     # The zoo, one recipe per parameter budget (models.ZOO); smaller models get less regularisation.
     "tiny20k": replace(SEED, model="tiny20k", epochs=18),
     "tiny8k": replace(SEED, model="tiny8k", epochs=18, weight_decay=2e-4),
