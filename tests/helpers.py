@@ -1,6 +1,7 @@
-"""Small builders shared by the tests: IDX files and an MNIST subset."""
+"""Small builders shared by the tests: IDX files, an MNIST subset, an interrupted epoch."""
 
 import gzip
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,3 +30,18 @@ def subset(data: MNIST, train: int, test: int) -> MNIST:
         test_images=data.test_images[:test],
         test_labels=data.test_labels[:test],
     )
+
+
+def die_in_second_epoch(monkeypatch, engine_class) -> Callable[[], None]:
+    """Make the second epoch of `engine_class` raise KeyboardInterrupt, as `kill -9` mid-epoch would
+    stop it (nothing of that epoch is saved); returns the function that undoes it."""
+    real, calls = engine_class.epoch, []
+
+    def epoch(self, generator):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, generator)
+
+    monkeypatch.setattr(engine_class, "epoch", epoch)
+    return lambda: monkeypatch.setattr(engine_class, "epoch", real)

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from helpers import subset
+from helpers import die_in_second_epoch, subset
 from tinymnist import repeat as repeat_module
 from tinymnist import results, training
 from tinymnist.cli import main
@@ -73,19 +73,11 @@ def test_a_seed_run_folder_of_another_recipe_is_not_resumed(small_data, tmp_path
 
 def test_wall_time_covers_every_process_of_a_resumed_seed(small_data, tmp_path, monkeypatch):
     recipe, out, runs = override(TINY, epochs=2), tmp_path / "tiny.json", tmp_path / "runs"
-    real_epoch, calls = training.EagerEngine.epoch, []
-
-    def dies_in_second_epoch(self, generator):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, generator)
-
-    monkeypatch.setattr(training.EagerEngine, "epoch", dies_in_second_epoch)
+    restore = die_in_second_epoch(monkeypatch, training.EagerEngine)
     with pytest.raises(KeyboardInterrupt):
         repeat_module.repeat("tiny", recipe, 1, out, runs, log=lambda s: None)
     first = torch.load(runs / "tiny-seed1" / "last.pt", weights_only=True)["wall_seconds"]
-    monkeypatch.setattr(training.EagerEngine, "epoch", real_epoch)
+    restore()
     row = repeat_module.repeat("tiny", recipe, 1, out, runs, log=lambda s: None)["runs"][0]
     assert row["epochs"] == 2 and row["wall_seconds"] > first > 0
     assert row["wall_seconds"] >= row["train_seconds"]  # both epochs' processes, not only the last

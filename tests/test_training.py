@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from helpers import subset
+from helpers import die_in_second_epoch, subset
 from tinymnist import checkpoint, training
 from tinymnist.recipes import get, override
 
@@ -55,19 +55,10 @@ def test_same_seed_same_metrics(small, tmp_path):
 def test_resume_after_interruption_matches_uninterrupted(small, tmp_path, monkeypatch, engine):
     whole = training.train(SMALL, small, tmp_path / "whole", seed=7, log=quiet, engine=engine)
     assert whole["engine"] == engine and whole["final"]["test_accuracy"] > 0.90  # both engines learn
-    runner = training.EagerEngine if engine == "eager" else training.GraphEngine
-    real_epoch, calls = runner.epoch, []
-
-    def dies_in_second_epoch(self, generator):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # like kill -9 mid-epoch: nothing of epoch 2 is saved
-        return real_epoch(self, generator)
-
-    monkeypatch.setattr(runner, "epoch", dies_in_second_epoch)
+    restore = die_in_second_epoch(monkeypatch, training.EagerEngine if engine == "eager" else training.GraphEngine)
     with pytest.raises(KeyboardInterrupt):
         training.train(SMALL, small, tmp_path / "cut", seed=7, log=quiet, engine=engine)
-    monkeypatch.setattr(runner, "epoch", real_epoch)
+    restore()
     assert not (tmp_path / "cut" / "model.pt").exists()
     recipe, config = training.resume_settings(tmp_path / "cut")
     assert config["engine"] == engine

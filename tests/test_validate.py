@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import ROOT
-from helpers import subset
+from helpers import die_in_second_epoch, subset
 from tinymnist import checkpoint, data, training
 
 spec = importlib.util.spec_from_file_location("validate", ROOT / "scripts" / "validate.py")
@@ -49,19 +49,11 @@ def test_record_then_reuse_then_refuse_other_args(small_data, tmp_path, monkeypa
 
 def test_an_interrupted_run_is_resumed(small_data, tmp_path, monkeypatch):
     folders = ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "records")]
-    real_epoch, calls = training.EagerEngine.epoch, []
-
-    def dies_in_second_epoch(self, generator):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, generator)
-
-    monkeypatch.setattr(training.EagerEngine, "epoch", dies_in_second_epoch)
+    restore = die_in_second_epoch(monkeypatch, training.EagerEngine)
     with pytest.raises(SystemExit):
         validate.main(["cut", *folders, "--", *TRAIN_ARGS])
     assert not (tmp_path / "records" / "cut.json").exists()
-    monkeypatch.setattr(training.EagerEngine, "epoch", real_epoch)
+    restore()
     validate.main(["cut", *folders, "--", *TRAIN_ARGS])
     validate.main(["whole", *folders, "--", *TRAIN_ARGS])
     cut, whole = (json.loads((tmp_path / "records" / f"{n}.json").read_text()) for n in ("cut", "whole"))
