@@ -7,6 +7,8 @@
 # packages the GPU machine lacks (pytest, torchinfo, safetensors, ...) are installed from wheels
 # carried in .gpu-wheels/, made beforehand on a connected machine with, e.g.:
 #   pip download --only-binary=:all: --python-version 3.12 -d .gpu-wheels pytest torchinfo safetensors
+# MNIST travels the same way: copy its four files into .gpu-data/ (ignored) and set
+# TINYMNIST_DATA=.gpu-data there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${TINYMNIST_DATA:?set TINYMNIST_DATA to a folder with the four MNIST files}"
