@@ -65,11 +65,14 @@ def cmd_train(args: argparse.Namespace) -> None:
             resume(args)
         return
     from tinymnist import api
+    from tinymnist.training import new_run_dir
 
-    out = Path(args.out) if args.out else None
+    recipe = recipes.resolve(args.recipe or "seed")
+    # the run folder is named here, so that a stopped run's message can name it
+    out = Path(args.out) if args.out else new_run_dir(str(fields.get("model", recipe.model)))
     with continue_hint(args, out):
         api.train(
-            recipes.resolve(args.recipe or "seed"),
+            recipe,
             out=out,
             seed=1 if args.seed is None else args.seed,
             val=args.val,
