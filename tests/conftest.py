@@ -7,7 +7,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +28,12 @@ def mnist(mnist_dir):
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
     """Fashion-MNIST's four original files, from Debian's dataset-fashion-mnist (.ci/run installs it)."""
-    if not (FASHION / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.skip(f"Fashion-MNIST not at {FASHION}: apt-get install dataset-fashion-mnist (as .ci/run does)")
-    return FASHION
+    from tinymnist import data
+
+    folder = Path(data.DATASETS["fashion-mnist"].system[0])
+    if not (folder / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST not at {folder}: apt-get install dataset-fashion-mnist (as .ci/run does)")
+    return folder
 
 
 @pytest.fixture(scope="session")

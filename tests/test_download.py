@@ -5,6 +5,7 @@ import gzip
 import http.server
 import shutil
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -101,11 +102,21 @@ def test_no_network_is_a_clear_error(monkeypatch, tmp_path, capsys, trained_chec
 def test_fashion_downloads_into_its_own_cache(serve, monkeypatch, fashion_dir):
     monkeypatch.setenv("TINYMNIST_MIRRORS", serve(fashion_dir))
     monkeypatch.delenv("TINYMNIST_FASHION_DATA", raising=False)
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist", replace(data.DATASETS["fashion-mnist"], system=()))
     loaded = data.load(dataset="fashion-mnist")
     assert loaded.dataset == "fashion-mnist" and len(loaded.train_labels) == 60000
     assert data.cache_dir("fashion-mnist") != data.cache_dir() and not data.cache_dir().exists()
     names = sorted(p.name for p in data.cache_dir("fashion-mnist").iterdir())
     assert names == sorted(f"{n}.gz" for n in data.FILES)
+
+
+def test_a_system_copy_is_used_when_nothing_names_a_folder(monkeypatch, mnist_dir, tmp_path):
+    monkeypatch.setitem(data.DATASETS, "mnist", replace(data.DATASETS["mnist"], system=(str(mnist_dir),)))
+    monkeypatch.delenv("TINYMNIST_DATA", raising=False)
+    monkeypatch.setenv("TINYMNIST_MIRRORS", "http://127.0.0.1:9/")  # a download would fail
+    assert data.find()["t10k-labels-idx1-ubyte"].parent == mnist_dir
+    assert len(data.load().test_labels) == 10000 and not data.cache_dir().exists()
+    assert data.find(tmp_path) is None  # a folder the user names is still the only one looked at
 
 
 def test_a_mirror_serving_the_other_dataset_is_skipped(serve, monkeypatch, mnist_dir, fashion_dir, tmp_path):

@@ -12,7 +12,7 @@ from tinymnist import repeat as repeat_module
 from tinymnist import results, training
 from tinymnist.cli import main
 from tinymnist.errors import TinyMnistError
-from tinymnist.recipes import get, override
+from tinymnist.recipes import get, override, to_dict
 
 TINY = override(get("tiny4k"), epochs=1, batch_size=100)
 
@@ -110,3 +110,14 @@ def test_ctrl_c_in_repeat_says_the_same_command_continues(tmp_path, monkeypatch,
     monkeypatch.setattr(repeat_module, "repeat", interrupted)
     assert main(["repeat", "--recipe", "tiny3k", "--out", str(tmp_path), "--data-dir", str(mnist_dir)]) == 130
     assert "the same command continues" in capsys.readouterr().err
+
+
+def test_a_recipe_file_is_repeated_under_its_name(small_data, tmp_path, capsys):
+    recipe_file = tmp_path / "best-recipe.json"
+    recipe_file.write_text(json.dumps({"recipe": to_dict(TINY), "sweep": {"study": "s", "trial": 3}}))
+    for argv, name in ([], "best-recipe"), (["--name", "mine"], "mine"):
+        common = ["--seeds", "1", "--out", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")]
+        assert main(["repeat", "--recipe", str(recipe_file), *argv, *common, "--device", "cpu"]) == 0
+        saved = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+        assert saved["name"] == name and saved["recipe"] == to_dict(TINY) and len(saved["runs"]) == 1
+    assert "99.40%" in capsys.readouterr().out  # MNIST results say how many seeds reached the target

@@ -155,13 +155,14 @@ def cmd_repeat(args: argparse.Namespace) -> None:
 
     if args.seeds < 1 or args.jobs < 1:
         raise TinyMnistError("--seeds and --jobs must be at least 1")
-    recipe = recipes.get(args.recipe)
+    recipe = recipes.resolve(args.recipe)
+    name = args.name or (args.recipe if args.recipe in recipes.RECIPES else Path(args.recipe).stem)
     spec = data.get(args.dataset or data.DEFAULT)
-    out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{args.recipe}.json"
+    out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{name}.json"
     runs = Path(args.runs or Path("runs/repeat") / data.subfolder(spec.name))
     data.load(args.data_dir, download=not args.no_download, dataset=spec.name)  # check (or download) it once
     try:
-        state = repeat(args.recipe, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
+        state = repeat(name, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"finished seeds are kept in {out}; the same command continues (an interrupted seed resumes)"
@@ -169,8 +170,9 @@ def cmd_repeat(args: argparse.Namespace) -> None:
     s = state.get("summary")
     if s:
         print(
-            f"{args.recipe}: final-epoch test accuracy over {s['seeds']} seeds: {s['mean']:.2%} +- {s['std']:.2%} "
-            f"(min {s['min']:.2%}, max {s['max']:.2%}); {s['at_least_99_40']} of {s['seeds']} >= 99.40%"
+            f"{name}: final-epoch test accuracy over {s['seeds']} seeds: {s['mean']:.2%} +- {s['std']:.2%} "
+            f"(min {s['min']:.2%}, max {s['max']:.2%})"
+            + (f"; {s['at_least_99_40']} of {s['seeds']} >= 99.40%" if spec.name == data.DEFAULT else "")
         )
     print(f"results: {out}")
 
@@ -349,12 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
         "repeat",
         cmd_repeat,
         "train a recipe with seeds 1..N; final-epoch accuracy per seed and over seeds",
-        "The multi-seed protocol: train a registered recipe with seeds 1..N and write the final-epoch test\n"
-        "accuracy of each seed, and their mean and spread, to <out>/<recipe>.json. Rerunning the same command\n"
-        "trains only the seeds the file lacks.",
+        "The multi-seed protocol: train a registered recipe (or a recipe file) with seeds 1..N and write the\n"
+        "final-epoch test accuracy of each seed, and their mean and spread, to <out>/<recipe>.json. Rerunning the\n"
+        "same command trains only the seeds the file lacks.",
         "tinymnist repeat --recipe tiny8k --seeds 5 --jobs 2",
     )
-    p.add_argument("--recipe", default="seed", help=f"one of: {names} (default: seed)")
+    p.add_argument("--recipe", default="seed", help=f"one of: {names}, or a recipe file (default: seed)")
+    p.add_argument("--name", help="the results' name, <out>/<name>.json (default: the recipe's, or its file's)")
     p.add_argument("--seeds", type=int, default=5, help="train seeds 1..N (default: 5)")
     p.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes (default: 1)")
     p.add_argument(

@@ -61,6 +61,9 @@ class Dataset:
     # ink to 20x20 and centres its mass, as MNIST was made; "product" trims the background,
     # scales the longest side to 28 and centres the box, as Fashion-MNIST was made.
     framing: str
+    # Folders where an operating-system package installs the files, used when nothing names a
+    # folder and the cache lacks them (Debian and Ubuntu: `apt install dataset-fashion-mnist`).
+    system: tuple[str, ...] = ()
 
 
 DATASETS = {
@@ -115,6 +118,7 @@ DATASETS = {
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
         ),
         framing="product",
+        system=("/usr/share/datasets/fashion-mnist",),
     ),
 }
 FILES = DATASETS[DEFAULT].files  # MNIST's, the default
@@ -174,9 +178,14 @@ def _file_in(folder: Path, name: str) -> Path | None:
 
 
 def _root(data_dir: str | Path | None, spec: Dataset) -> tuple[Path, bool]:
-    """The folder looked in, and whether the user named it (then it is the only one)."""
+    """The folder looked in, and whether the user named it (then it is the only one). Otherwise
+    the cache, unless it lacks a file that a system folder holds all of."""
     explicit = data_dir or os.environ.get(spec.env)
-    return (Path(explicit), True) if explicit else (cache_dir(spec.name), False)
+    if explicit:
+        return Path(explicit), True
+    cache = cache_dir(spec.name)
+    complete = [Path(f) for f in spec.system if all(_files_in(Path(f), spec).values())]
+    return (complete[0] if complete and not all(_files_in(cache, spec).values()) else cache), False
 
 
 def _files_in(root: Path, spec: Dataset) -> dict[str, Path | None]:

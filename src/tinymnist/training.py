@@ -35,8 +35,9 @@ from tinymnist.graph import GraphEngine
 from tinymnist.optim import make_optimizer
 from tinymnist.precision import forward
 from tinymnist.recipes import Recipe, from_dict, to_dict
+from tinymnist.results import TARGET
 
-SEED_LIMITS = {"parameters": 20_000, "accuracy": 0.994, "epochs": 20}  # the seed document's claim
+SEED_LIMITS = {"parameters": 20_000, "accuracy": TARGET, "epochs": 20}  # the seed document's claim (on MNIST)
 ENGINES = ("auto", "eager", "graph")
 HEARTBEAT_SECONDS = 10.0  # without a terminal, a progress line this often within an epoch
 PLOT_SECONDS = 30.0  # the curves are redrawn at most this often, and once at the end
@@ -135,7 +136,7 @@ def verdict(parameters: int, history: list[dict], split: str) -> list[str]:
     best = max(history, key=lambda r: r[f"{split}_accuracy"])
     checks = [
         (parameters < SEED_LIMITS["parameters"], f"trainable parameters {parameters:,} < 20,000"),
-        (acc >= SEED_LIMITS["accuracy"], f"final-epoch {split} accuracy {acc:.2%} >= 99.40%"),
+        (acc >= SEED_LIMITS["accuracy"], f"final-epoch {split} accuracy {acc:.2%} >= {TARGET:.2%}"),
         (epochs < SEED_LIMITS["epochs"], f"epochs {epochs} < 20"),
     ]
     lines = [f"Seed constraints, judged on the final epoch ({epochs}):"]
@@ -293,7 +294,7 @@ def train(
         "wall_seconds": earlier + time.perf_counter() - started,  # up to each process's last saved epoch
     }
     checkpoint.save(out / checkpoint.FINAL, final)
-    for line in verdict(parameters, history, split):
+    for line in verdict(parameters, history, split) if data.dataset == DEFAULT else []:
         log(line)
     return final
 
