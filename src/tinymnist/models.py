@@ -6,12 +6,15 @@ logits; the loss lives outside the model.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import nn
 
 from tinymnist.errors import TinyMnistError
+
+TARGET = 0.994  # the seed document's claim: 99.40% MNIST test accuracy (its only definition)
 
 MODELS: dict[str, Callable[[], nn.Module]] = {}
 
@@ -146,16 +149,31 @@ class SeparableNet(GapNet):
         super().__init__(features, e)
 
 
-# The zoo: one model per parameter budget (the budget is in the name; a test enforces it).
-ZOO = {
-    "tiny20k": partial(TinyNet, (10, 10, 20, 28)),
-    "tiny8k": partial(TinyNet, (8, 8, 12, 17)),
-    "tiny4k": partial(TinyNet, (6, 6, 8, 12)),
-    "tiny3k": partial(SeparableNet, (8, 16, 20, 24, 32)),
-}
-BUDGETS = {"seed": 20_000, "tiny20k": 20_000, "tiny8k": 8_000, "tiny4k": 4_000, "tiny3k": 3_000}
+@dataclass(frozen=True)
+class Goal:
+    """What a row of the zoo promises: at most `budget` trainable parameters (a test enforces
+    it), and its recipe (same name) reaching this final-epoch test accuracy over 5 seeds."""
 
-MODELS.update(ZOO)
+    budget: int
+    mean: float  # mean over the seeds, at least
+    every_seed: float | None = None  # each seed, at least (None: no such promise)
+
+
+# The zoo: one model per parameter budget, its constructor and goal together.
+ZOO: dict[str, tuple[Callable[[], nn.Module], Goal]] = {
+    "tiny20k": (partial(TinyNet, (10, 10, 20, 28)), Goal(20_000, 0.9965)),
+    "tiny8k": (partial(TinyNet, (8, 8, 12, 17)), Goal(8_000, 0.9950, TARGET)),
+    "tiny4k": (partial(TinyNet, (6, 6, 8, 12)), Goal(4_000, TARGET)),
+    "tiny3k": (partial(SeparableNet, (8, 16, 20, 24, 32)), Goal(3_000, 0.9900)),
+}
+MODELS.update({name: build for name, (build, _) in ZOO.items()})
+# Each recipe's goal: the zoo's, and the seed network's. The seed document claims 99.40% for its
+# own recipe (`notebook`), taken as a promise for every run; `seed` is its network, trained better.
+GOALS: dict[str, Goal] = {
+    "notebook": Goal(20_000, TARGET, TARGET),
+    "seed": Goal(20_000, 0.9950, TARGET),
+    **{name: goal for name, (_, goal) in ZOO.items()},
+}
 
 # Parametric families, named FAMILY-W1-W2-...: the family's class and how many widths it takes.
 FAMILIES: dict[str, tuple[type[nn.Module], int]] = {"tinynet": (TinyNet, 4), "sepnet": (SeparableNet, 5)}

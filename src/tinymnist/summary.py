@@ -162,7 +162,7 @@ def format_listing(results_dir: Path | None = None) -> str:
     for name in models.MODELS:
         s = summarize(models.create(name))
         rf = s.layers[-1].receptive_field
-        budget = f"{models.BUDGETS[name]:,}" if name in models.BUDGETS else "-"
+        budget = f"{models.GOALS[name].budget:,}" if name in models.GOALS else "-"
         lines.append(f"{name:<16} {budget:>8} {s.trainable:>8,} {s.macs:>11,}  {rf}x{rf}")
     source = f"from {results_dir}" if results_dir else "from the shipped cards"
     lines += [

@@ -32,10 +32,10 @@ from tinymnist.data import DEFAULT, MNIST, normalize
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
 from tinymnist.graph import GraphEngine
+from tinymnist.models import TARGET
 from tinymnist.optim import make_optimizer
 from tinymnist.precision import forward
 from tinymnist.recipes import Recipe, from_dict, to_dict
-from tinymnist.results import TARGET
 
 SEED_LIMITS = {"parameters": 20_000, "accuracy": TARGET, "epochs": 20}  # the seed document's claim (on MNIST)
 ENGINES = ("auto", "eager", "graph")
