@@ -82,13 +82,11 @@ RECIPES: dict[str, Recipe] = {
 }
 
 # --- Fashion-MNIST (train with --dataset fashion-mnist; docs/datasets.md) ---------------------
-# The seed's and the zoo's recipes without rotation: Fashion-MNIST's articles are product photos,
-# always upright (a rotated shirt or boot is an image its test set never holds), while handwriting
-# slants. Checked on the validation split with tiny3k, the cheapest row (scripts/fashion_results.py;
-# results/fashion-mnist/validation/). fashion-seed also asks for bf16 (where the chip has it natively,
-# tinymnist.precision): on this project's AMX Xeon it trains the seed network 1.7x faster.
-FASHION_ROWS = ("seed", "tiny20k", "tiny8k", "tiny4k", "tiny3k")
-RECIPES |= {f"fashion-{name}": replace(RECIPES[name], degrees=0.0, bf16=name == "seed") for name in FASHION_ROWS}
+# Its articles are product photos, always upright, while handwriting slants; so tiny3k's recipe
+# was tried without rotation on the validation split (scripts/fashion_results.py). It reached 88.84%
+# against 89.20% with rotation (results/fashion-mnist/validation/), so the Fashion-MNIST rows use
+# the MNIST recipes unchanged. The rotation-free recipe stays, so that the comparison can be rerun.
+RECIPES["fashion-tiny3k"] = replace(RECIPES["tiny3k"], degrees=0.0)
 
 
 class RecipeError(TinyMnistError):
