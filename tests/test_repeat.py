@@ -121,3 +121,9 @@ def test_a_recipe_file_is_repeated_under_its_name(small_data, tmp_path, capsys):
         saved = json.loads((tmp_path / "results" / f"{name}.json").read_text())
         assert saved["name"] == name and saved["recipe"] == to_dict(TINY) and len(saved["runs"]) == 1
     assert "99.40%" in capsys.readouterr().out  # MNIST results say how many seeds reached the target
+
+    longer = ["--recipe", str(recipe_file), "--set", "epochs=2", *common, "--device", "cpu"]
+    assert main(["repeat", *longer]) == 2  # a changed recipe needs its own name
+    assert "name its results with --name" in capsys.readouterr().err
+    assert main(["repeat", *longer, "--name", "longer", "--seeds", "0"]) == 2  # --seeds is checked too
+    assert not (tmp_path / "results" / "longer.json").exists()

@@ -54,10 +54,25 @@ def dataset_of(args: argparse.Namespace, ckpt: dict) -> str:
     return trained.name
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    shortcuts = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set any recipe field, type-checked (repeatable): e.g. --set lr=0.05 --set bf16=true",
+    )
+    p.add_argument("--epochs", type=int, help="the recipe's epochs (same as --set epochs=N)")
+
+
+def recipe_changes(args: argparse.Namespace, **shortcuts: object) -> dict:
+    """The recipe fields that --set, --epochs and the given shortcut options change."""
     fields = dict(recipes.parse_setting(s) for s in args.set or [])
-    fields.update((k, v) for k, v in shortcuts.items() if v is not None)
+    fields.update((k, v) for k, v in {"epochs": args.epochs, **shortcuts}.items() if v is not None)
+    return fields
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    fields = recipe_changes(args, model=args.model, batch_size=args.batch_size, lr=args.lr)
     if args.resume:
         if fields or args.recipe or args.out or args.val or args.seed is not None or args.precision or args.engine:
             raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
@@ -155,7 +170,10 @@ def cmd_repeat(args: argparse.Namespace) -> None:
 
     if args.seeds < 1 or args.jobs < 1:
         raise TinyMnistError("--seeds and --jobs must be at least 1")
-    recipe = recipes.resolve(args.recipe)
+    fields = recipe_changes(args)
+    if fields and not args.name:
+        raise TinyMnistError("--set/--epochs change the recipe: name its results with --name")
+    recipe = recipes.validate(recipes.override(recipes.resolve(args.recipe), **fields))
     name = args.name or (args.recipe if args.recipe in recipes.RECIPES else Path(args.recipe).stem)
     spec = data.get(args.dataset or data.DEFAULT)
     out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{name}.json"
@@ -302,14 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tinymnist train --recipe fast --set lr=0.05 --epochs 4 --out runs/try",
     )
     p.add_argument("--recipe", metavar="NAME_OR_FILE", help=f"one of: {names}, or a .toml/.json file (default: seed)")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="NAME=VALUE",
-        help="set any recipe field, type-checked (repeatable): e.g. --set lr=0.05 --set bf16=true",
-    )
+    add_recipe_args(p)
     p.add_argument("--model", help="the recipe's model (same as --set model=M)")
-    p.add_argument("--epochs", type=int, help="the recipe's epochs (same as --set epochs=N)")
     p.add_argument("--batch-size", type=int, help="the recipe's batch size (same as --set batch_size=B)")
     p.add_argument("--lr", type=float, help="the recipe's (peak) learning rate (same as --set lr=LR)")
     p.add_argument("--seed", type=int, help="random seed (default: 1)")
@@ -358,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--recipe", default="seed", help=f"one of: {names}, or a recipe file (default: seed)")
     p.add_argument("--name", help="the results' name, <out>/<name>.json (default: the recipe's, or its file's)")
+    add_recipe_args(p)
     p.add_argument("--seeds", type=int, default=5, help="train seeds 1..N (default: 5)")
     p.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes (default: 1)")
     p.add_argument(
