@@ -77,8 +77,8 @@ def accuracy_table(results: list[dict]) -> str:
 
 def goals_table(results: list[dict]) -> str:
     rows = [
-        "| recipe | parameters | goal: mean | goal: every seed | measured: mean (seeds) | min | met |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| recipe | budget | parameters | goal: mean | goal: every seed | measured: mean (seeds) | min | met |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         if r["name"] not in models.GOALS:
@@ -92,7 +92,7 @@ def goals_table(results: list[dict]) -> str:
         if s["seeds"] < 5:
             met = f"not judged yet ({s['seeds']} of 5 seeds)"
         rows.append(
-            f"| `{r['name']}` | {r['runs'][0]['parameters']:,} | {mean:.2%} | {f'{every:.2%}' if every else '—'} "
+            f"| `{r['name']}` | {goal.budget:,} | {r['runs'][0]['parameters']:,} | {mean:.2%} | {f'{every:.2%}' if every else '—'} "
             f"| {s['mean']:.2%} ({s['seeds']}) | {s['min']:.2%} | {met} |"
         )
     return "\n".join(rows)
