@@ -92,8 +92,8 @@ def goals_table(results: list[dict]) -> str:
         if s["seeds"] < 5:
             met = f"not judged yet ({s['seeds']} of 5 seeds)"
         rows.append(
-            f"| `{r['name']}` | {goal.budget:,} | {r['runs'][0]['parameters']:,} | {mean:.2%} | {f'{every:.2%}' if every else '—'} "
-            f"| {s['mean']:.2%} ({s['seeds']}) | {s['min']:.2%} | {met} |"
+            f"| `{r['name']}` | {goal.budget:,} | {r['runs'][0]['parameters']:,} | {mean:.2%} "
+            f"| {f'{every:.2%}' if every else '—'} | {s['mean']:.2%} ({s['seeds']}) | {s['min']:.2%} | {met} |"
         )
     return "\n".join(rows)
 
