@@ -136,6 +136,13 @@ def test_a_poor_trial_is_pruned_after_the_epoch_it_reported(tmp_path, mnist):
     assert sweep.describe(trial).startswith("trial   0 PRUNED at epoch 1 val ")
 
 
+def test_a_trial_that_trained_every_epoch_is_complete(tmp_path, mnist):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.999))
+    study.set_user_attr("space", {**SPACE, "params": {**SPACE["params"], "epochs": 1}})
+    study.optimize(lambda t: sweep.objective(t, subset(mnist, 500, 500), tmp_path), n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE  # its value counts, pruner or not
+
+
 def test_parametric_model_names():
     assert models.count_parameters(models.create("tinynet-8-8-12-17")) == models.count_parameters(
         models.create("tiny8k")

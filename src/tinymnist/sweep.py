@@ -236,7 +236,7 @@ def objective(trial: optuna.Trial, mnist: data.MNIST, folder: Path) -> float:
 
     def report(record: dict) -> None:
         trial.report(record["val_accuracy"], record["epoch"])
-        if trial.should_prune():
+        if record["epoch"] < recipe.epochs and trial.should_prune():  # a finished trial counts, pruner or not
             raise optuna.TrialPruned(f"epoch {record['epoch']}")
 
     final = train(
