@@ -1,7 +1,8 @@
 """Regenerate the results tables of the README and the docs pages, and the Pareto plot, from the
 JSON files in results/.
 
-    python benchmarks/report.py     # rewrites the marked blocks of README.md and docs/*.md, and docs/pareto.png
+    python benchmarks/report.py           # rewrites the marked blocks of README.md and docs/*.md, and the plots
+    python benchmarks/report.py --check   # exits 1 if a table is out of date (a test runs this)
 
 Every figure in the tables comes from a results file that `tinymnist repeat` (or another
 benchmark in this folder) wrote from a real run; nothing is typed in by hand.
@@ -291,7 +292,7 @@ def load(paths: list[Path]) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths]
 
 
-def main() -> None:
+def main(check: bool = False) -> None:
     folder = ROOT / "results"
     speed = load(sorted(folder.glob("speed-*.json")))
     engine = load(sorted(folder.glob("engine-*.json")))
@@ -318,11 +319,16 @@ def main() -> None:
             "fashion-validation": validation_table(sorted((folder / "fashion-mnist" / "validation").glob("*.json"))),
         },
     }
+    stale = []
     for file, bodies in blocks.items():
-        text = (ROOT / file).read_text()
+        old = text = (ROOT / file).read_text()
         for name, body in bodies.items():
             text = replace_block(text, name, body, file)
-        (ROOT / file).write_text(text)
+        stale += [file] if text != old else []
+        if not check:
+            (ROOT / file).write_text(text)
+    if check:  # the tables only: the plots' bytes vary with matplotlib's version
+        sys.exit(f"out of date: {', '.join(stale)}; run python benchmarks/report.py" if stale else 0)
     pareto_plot(
         accuracy,
         ROOT / "docs" / "pareto.png",
@@ -347,4 +353,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(check=sys.argv[1:] == ["--check"])
