@@ -198,3 +198,17 @@ def test_password_is_not_shown(tmp_path, capsys):
 def test_a_rerun_without_a_space_in_a_new_folder_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "new"), "--trials", "0"]) == 2
     assert "no study 'new' here yet: give --space" in capsys.readouterr().err
+
+
+def test_a_fashion_mnist_sweep_records_its_dataset(tmp_path, capsys, fashion_dir, monkeypatch):
+    monkeypatch.setenv("TINYMNIST_FASHION_DATA", str(fashion_dir))
+    folder, space = tmp_path / "s", str(write_space(tmp_path))
+    args = ["sweep", str(folder), "--space", space, *TRIAL_ARGS, "--device", "cpu", "--dataset", "fashion-mnist"]
+    assert main([*args, "--trials", "1"]) == 0
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["dataset"] == "fashion-mnist" and summary["states"]["COMPLETE"] == 1
+    assert json.loads((folder / "best-recipe.json").read_text())["sweep"]["dataset"] == "fashion-mnist"
+    assert json.loads((folder / "trials" / "0000" / "config.json").read_text())["dataset"] == "fashion-mnist"
+    capsys.readouterr()
+    assert main(["sweep", str(folder), "--trials", "0", "--dataset", "mnist"]) == 2  # the study is on Fashion-MNIST
+    assert "exists with other settings" in capsys.readouterr().err

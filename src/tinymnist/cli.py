@@ -287,11 +287,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if args.storage and args.storage.startswith("sqlite") and args.workers > 1:
         raise TinyMnistError(f"--storage {args.storage}: SQLite is unsafe with parallel workers; omit --storage")
     folder = Path(args.folder)
-    if args.trials:
-        data.load(args.data_dir, download=not args.no_download)  # check (or download) MNIST once, before any worker
+    dataset = data.get(args.dataset).name if args.dataset else None  # None: MNIST, or the study's
+    if args.trials:  # check (or download) the data once, before any worker
+        data.load(args.data_dir, download=not args.no_download, dataset=dataset or data.DEFAULT)
     summary = sweep.run(
         folder, args.space, args.trials, args.workers, args.storage, args.study, args.train_images, args.pruner,
-        args.data_dir, args.device,
+        args.data_dir, args.device, dataset,
     )  # fmt: skip
     print(sweep.table(summary))
     if summary["best"]:
@@ -466,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: the folder's name)")
     p.add_argument("--train-images", type=int, help="train on the first N of the 55,000 images (default: all)")
     p.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="(default: median)")
-    add_data_args(p, default=None)  # sweeps search MNIST
+    add_data_args(p, default="mnist, or the study's")
     return parser
 
 

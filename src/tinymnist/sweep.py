@@ -185,7 +185,7 @@ def shown(url: str) -> str:
 
 def create(storage: optuna.storages.BaseStorage, study: str, settings: dict) -> optuna.Study:
     """Create the study, or load it and check the settings given, before any worker starts.
-    The settings (space, train_images) live in the study, so a machine joining it needs none."""
+    The settings (space, train_images, dataset) live in the study, so a machine joining it needs none."""
     if study not in optuna.get_all_study_names(storage):
         if settings["space"] is None:
             raise SweepError(f"no study {study!r} here yet: give --space NAME or FILE")
@@ -282,10 +282,11 @@ def work(
         dev = torch.device("cuda", index % torch.cuda.device_count())
     s = optuna.load_study(study_name=study, storage=open_storage(storage_url, folder), pruner=PRUNER[pruner]())
     with sweeping(folder):  # so that a rerun never takes this worker's trials for abandoned ones
-        mnist = data.validation_split(data.load(data_dir).to(dev), VAL_IMAGES)
+        dataset = s.user_attrs.get("dataset") or data.DEFAULT  # studies made before datasets: MNIST
+        mnist = data.validation_split(data.load(data_dir, dataset=dataset).to(dev), VAL_IMAGES)
         n = s.user_attrs.get("train_images")
         if n:
-            mnist = data.MNIST(mnist.train_images[:n], mnist.train_labels[:n], mnist.test_images, mnist.test_labels)
+            mnist = replace(mnist, train_images=mnist.train_images[:n], train_labels=mnist.train_labels[:n])
 
         def line(_: optuna.Study, t: FrozenTrial) -> None:
             print(describe(t), flush=True)
@@ -304,12 +305,12 @@ def work(
 
 def run(
     folder: Path, space: str | None, trials: int, workers: int, storage_url: str | None, study: str | None,
-    train_images: int | None, pruner: str, data_dir: str | None, device: str,
+    train_images: int | None, pruner: str, data_dir: str | None, device: str, dataset: str | None = None,
 ) -> dict:  # fmt: skip
     """Create or continue the sweep in `folder` with `workers` processes; returns its summary."""
     saved = read_json(folder / "sweep.json", "sweep folder") if (folder / "sweep.json").is_file() else {}
     study = study or saved.get("study") or folder.resolve().name
-    settings = {"space": load_space(space) if space else None, "train_images": train_images}
+    settings = {"space": load_space(space) if space else None, "train_images": train_images, "dataset": dataset}
     folder.mkdir(parents=True, exist_ok=True)
     s = create(open_storage(storage_url, folder), study, settings)
     checkpoint.save_json(folder / "sweep.json", {"study": study})  # the rest lives in the study
@@ -338,6 +339,7 @@ def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
     epoch_seconds = [r["seconds"] for t in trials for r in metrics(folder, t)]
     summary = {
         "study": s.study_name,
+        "dataset": s.user_attrs.get("dataset") or data.DEFAULT,
         "space": s.user_attrs["space"],
         "train_images": s.user_attrs.get("train_images") or 60_000 - VAL_IMAGES,
         "val_images": VAL_IMAGES,
@@ -357,7 +359,8 @@ def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
     if complete:
         best = complete[0]
         recipe = recipe_of(s.user_attrs["space"], {**s.user_attrs["space"]["params"], **best.params})
-        origin = {"study": s.study_name, "trial": best.number, "val_accuracy": best.value}
+        dataset = s.user_attrs.get("dataset") or data.DEFAULT
+        origin = {"study": s.study_name, "trial": best.number, "val_accuracy": best.value, "dataset": dataset}
         checkpoint.save_json(folder / "best-recipe.json", {"recipe": recipes.to_dict(recipe), "sweep": origin})
         save_plots(s, folder)
     return summary
