@@ -202,6 +202,7 @@ def test_a_rerun_without_a_space_in_a_new_folder_is_one_line(tmp_path, capsys):
 
 def test_a_fashion_mnist_sweep_records_its_dataset(tmp_path, capsys, fashion_dir, monkeypatch):
     monkeypatch.setenv("TINYMNIST_FASHION_DATA", str(fashion_dir))
+    monkeypatch.setattr(sweep.torch, "set_num_threads", lambda n: None)  # the worker runs in this process
     folder, space = tmp_path / "s", str(write_space(tmp_path))
     args = ["sweep", str(folder), "--space", space, *TRIAL_ARGS, "--device", "cpu", "--dataset", "fashion-mnist"]
     assert main([*args, "--trials", "1"]) == 0

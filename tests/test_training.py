@@ -101,7 +101,8 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
         ]
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "tinymnist", *argv(cut)], stdout=subprocess.DEVNULL)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # as the resume below: same numerics
+    proc = subprocess.Popen([sys.executable, "-m", "tinymnist", *argv(cut)], stdout=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 300
     while not (cut / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
