@@ -126,14 +126,14 @@ def test_a_design_over_budget_is_rejected_before_it_trains(tmp_path):
     assert "REJECTED" in sweep.describe(trial) and sweep.counted([trial]) == 0
 
 
-def test_a_poor_trial_is_pruned_after_the_epoch_it_reported(tmp_path, mnist):
+def test_a_poor_trial_is_pruned_mid_way_after_the_epoch_it_reported(tmp_path, mnist):
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.999))
-    study.set_user_attr("space", SPACE)
+    study.set_user_attr("space", {**SPACE, "params": {**SPACE["params"], "epochs": 4}})
     study.optimize(lambda t: sweep.objective(t, subset(mnist, 500, 500), tmp_path), n_trials=1)
-    trial = study.trials[0]
-    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
-    assert len((tmp_path / "trials" / "0000" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never ran
-    assert sweep.describe(trial).startswith("trial   0 PRUNED at epoch 1 val ")
+    trial = study.trials[0]  # epochs 1-2, the first half of its schedule, are reported but not judged
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1, 2, 3]
+    assert len((tmp_path / "trials" / "0000" / "metrics.jsonl").read_text().splitlines()) == 3  # epoch 4 never ran
+    assert sweep.describe(trial).startswith("trial   0 PRUNED at epoch 3 val ")
 
 
 def test_a_trial_that_trained_every_epoch_is_complete(tmp_path, mnist):
