@@ -163,7 +163,9 @@ class Goal:
 ZOO: dict[str, tuple[Callable[[], nn.Module], Goal]] = {
     "tiny20k": (partial(TinyNet, (10, 10, 20, 28)), Goal(20_000, 0.9965)),
     "tiny8k": (partial(TinyNet, (8, 8, 12, 17)), Goal(8_000, 0.9950, TARGET)),
-    "tiny4k": (partial(TinyNet, (6, 6, 8, 12)), Goal(4_000, TARGET)),
+    # found by `tinymnist sweep` (results/sweeps/tiny4k/): 99.32% validation in 18 epochs, against
+    # 98.90% for the hand-made tinynet-6-6-8-12 it replaced (results/validation/tiny4k*.json)
+    "tiny4k": (partial(TinyNet, (8, 4, 9, 11)), Goal(4_000, TARGET)),
     "tiny3k": (partial(SeparableNet, (8, 16, 20, 24, 32)), Goal(3_000, 0.9900)),
     # found by `tinymnist sweep` (results/sweeps/tiny1k5/): the best of 19 designs under 1,500
     "tiny1k5": (partial(SeparableNet, (6, 12, 11, 16, 19)), Goal(1_499, 0.9900)),

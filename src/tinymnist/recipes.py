@@ -44,8 +44,8 @@ class Recipe:
 
 
 SEED = Recipe()
-# Models under 5k parameters underfit: they get lighter augmentation, a lower peak learning rate
-# (0.1 made their validation accuracy swing by several points mid-run) and little weight decay.
+# tiny3k (SeparableNet) underfits: it gets lighter augmentation, a lower peak learning rate (0.1 made
+# its validation accuracy swing by several points mid-run) and little weight decay.
 SMALL = {"degrees": 6.0, "translate": 0.06, "scale": 0.06, "lr": 0.05}
 
 RECIPES: dict[str, Recipe] = {
@@ -77,7 +77,22 @@ RECIPES: dict[str, Recipe] = {
     # The zoo, one recipe per parameter budget (models.ZOO); smaller models get less regularisation.
     "tiny20k": replace(SEED, model="tiny20k", epochs=18),
     "tiny8k": replace(SEED, model="tiny8k", epochs=18, weight_decay=2e-4),
-    "tiny4k": replace(SEED, model="tiny4k", epochs=18, weight_decay=1e-4, **SMALL),
+    # The best trial of the tiny4k sweep (results/sweeps/tiny4k/best-recipe.json; values rounded),
+    # trained 18 epochs. Batch 64 at a peak lr of 0.275 beat SMALL's gentler recipe on the
+    # validation split: 99.32% against 98.90% (results/validation/tiny4k-swept.json, tiny4k.json).
+    "tiny4k": replace(
+        SEED,
+        model="tiny4k",
+        epochs=18,
+        batch_size=64,
+        lr=0.275,
+        weight_decay=1.21e-4,
+        label_smoothing=0.0225,
+        degrees=9.63,
+        translate=0.0804,
+        scale=0.05,
+        bf16=True,
+    ),
     "tiny3k": replace(SEED, model="tiny3k", epochs=18, weight_decay=5e-5, **SMALL),
     # The best trial of the tiny1k5 sweep (results/sweeps/tiny1k5/best-recipe.json: 98.18% on the
     # validation split after its 5 epochs; values rounded), trained as long as the other rows.
