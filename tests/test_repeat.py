@@ -3,13 +3,14 @@
 import hashlib
 import json
 import subprocess
+from functools import partial
 
 import pytest
 import torch
 
 from helpers import die_in_second_epoch, subset
+from tinymnist import models, results, training
 from tinymnist import repeat as repeat_module
-from tinymnist import results, training
 from tinymnist.cli import main
 from tinymnist.errors import TinyMnistError
 from tinymnist.recipes import get, override, to_dict
@@ -56,8 +57,19 @@ def test_damaged_results_file_is_an_error_and_kept(tmp_path, capsys):
 def test_results_of_another_recipe_are_not_mixed_in(small_data, tmp_path):
     out = tmp_path / "tiny.json"
     repeat_module.repeat("tiny", TINY, 1, out, tmp_path / "runs", log=lambda s: None)
-    with pytest.raises(TinyMnistError, match="different 'tiny' recipe \\(lr 0.05 recorded, 0.2 now\\)"):
+    with pytest.raises(TinyMnistError, match=f"different 'tiny' recipe \\(lr {TINY.lr} recorded, 0.2 now\\)"):
         repeat_module.repeat("tiny", override(TINY, lr=0.2), 1, out, tmp_path / "runs", log=lambda s: None)
+
+
+def test_results_of_a_zoo_row_whose_widths_changed_are_not_mixed_in(small_data, tmp_path, monkeypatch):
+    out = tmp_path / "tiny.json"
+    repeat_module.repeat("tiny", TINY, 1, out, tmp_path / "runs", log=lambda s: None)
+    before = models.count_parameters(models.create(TINY.model))
+    monkeypatch.setitem(models.MODELS, TINY.model, partial(models.TinyNet, (4, 4, 8, 8)))  # same name, other size
+    after = models.count_parameters(models.create(TINY.model))
+    why = f"model {TINY.model} had {before:,} parameters, {after:,} now"
+    with pytest.raises(TinyMnistError, match=f"different 'tiny' recipe \\({why}\\)"):
+        repeat_module.repeat("tiny", TINY, 1, out, tmp_path / "runs", log=lambda s: None)
 
 
 def test_a_seed_run_folder_of_another_recipe_is_not_resumed(small_data, tmp_path):

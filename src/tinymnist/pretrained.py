@@ -70,7 +70,7 @@ def eligible(results_dir: Path) -> list[str]:
     names = []
     for name, recipe in recipes.RECIPES.items():
         found = results.read(results_dir / f"{name}.json")
-        if found and len(found["runs"]) >= SEEDS and recipes.same(found["recipe"], recipe):
+        if found and len(found["runs"]) >= SEEDS and not results.mismatch(found, recipe):
             names.append(name)
     return names
 

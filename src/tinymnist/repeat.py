@@ -84,11 +84,9 @@ def repeat(
 ) -> dict:
     """Train the seeds that `out` lacks and return the updated results."""
     existing = results.read(out)
-    if existing and existing.get("recipe") != to_dict(recipe):
-        raise TinyMnistError(
-            f"{out}: made with a different {recipe_name!r} recipe "
-            f"({results.differences(existing.get('recipe') or {}, to_dict(recipe))}); move it away to start over"
-        )
+    why = existing and results.mismatch(existing, recipe)
+    if why:
+        raise TinyMnistError(f"{out}: made with a different {recipe_name!r} recipe ({why}); move it away to start over")
     if existing and existing.get("dataset", data.DEFAULT) != dataset:
         raise TinyMnistError(
             f"{out}: results on {existing.get('dataset', data.DEFAULT)}, not {dataset}; use another --out"

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 
 import tinymnist
-from tinymnist import precision
+from tinymnist import models, precision, recipes
 from tinymnist.checkpoint import save_json
 from tinymnist.errors import TinyMnistError
 from tinymnist.models import TARGET
+from tinymnist.recipes import Recipe
 
 
 def machine(device: torch.device | str = "cpu") -> dict:
@@ -81,6 +82,17 @@ def differences(recorded: dict, now: dict) -> str:
         k for k in sorted(recorded.keys() | now.keys()) if (k in recorded, recorded.get(k)) != (k in now, now.get(k))
     ]
     return "; ".join(f"{k} {shown(recorded, k)} recorded, {shown(now, k)} now" for k in keys)
+
+
+def mismatch(found: dict, recipe: Recipe) -> str:
+    """Why a results file was not made with `recipe` as it stands now ("" if it was): a field differs,
+    or the model's name stands for another size (a zoo row whose widths changed keeps its name)."""
+    if not recipes.same(found.get("recipe"), recipe):
+        recorded = found.get("recipe")
+        return differences(recorded if isinstance(recorded, dict) else {}, recipes.to_dict(recipe))
+    size = models.count_parameters(models.create(recipe.model))
+    sizes = {r["parameters"] for r in found["runs"] if "parameters" in r} - {size}
+    return f"model {recipe.model} had {sizes.pop():,} parameters, {size:,} now" if sizes else ""
 
 
 def summarize(accuracies: list[float]) -> dict:

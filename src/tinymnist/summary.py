@@ -146,7 +146,7 @@ def measured(name: str, recipe: recipes.Recipe, results_dir: Path | None = None)
             return accuracy_line(shipped["results_summary"]) + "; weights shipped"
         return "not measured (no shipped card)"
     found = results.read(results_dir / f"{name}.json")
-    if found and recipes.same(found.get("recipe"), recipe):
+    if found and not results.mismatch(found, recipe):
         return accuracy_line(found["summary"])
     for path in sorted(results_dir.glob(f"speed-{name}-*.json")):
         speed = results.read(path)
