@@ -144,7 +144,7 @@ def test_a_trial_that_trained_every_epoch_is_complete(tmp_path, mnist):
 
 
 def test_parametric_model_names():
-    assert models.count_parameters(models.create("tinynet-8-8-12-17")) == models.count_parameters(
+    assert models.count_parameters(models.create("tinynet-9-6-13-14")) == models.count_parameters(
         models.create("tiny8k")
     )
     assert models.known("sepnet-8-16-20-24-32") and not models.known("tinynet-8-8-12")
