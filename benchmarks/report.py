@@ -150,13 +150,19 @@ def engine_table(results: list[dict]) -> str:
 
 
 def validation_table(files: list[Path]) -> str:
-    rows = ["| run | model | epochs | final validation accuracy | command |", "|---|---|---:|---:|---|"]
+    """The validation records, with each model's size and the commit that ran: a recipe's name may
+    have stood for another design then (the zoo's swept rows replaced hand-made ones)."""
+    rows = [
+        "| run | model | parameters | epochs | final validation accuracy | command | commit |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
     for path in files:
         r = json.loads(path.read_text())
         recipe = r["config"]["recipe"]
+        commit = (r["machine"].get("git_commit") or "?")[:7]
         rows.append(
-            f"| {path.stem} | `{recipe['model']}` | {recipe['epochs']} | {r['final_val_accuracy']:.2%} "
-            f"| `{r['command']}` |"
+            f"| {path.stem} | `{recipe['model']}` | {r['config']['parameters']:,} | {recipe['epochs']} "
+            f"| {r['final_val_accuracy']:.2%} | `{r['command']}` | {commit} |"
         )
     return "\n".join(rows)
 
@@ -292,14 +298,30 @@ def load(paths: list[Path]) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths]
 
 
+def repeat_results(folder: Path) -> list[dict]:
+    """The `repeat` results files in `folder`, largest model first. Each must have been made with the
+    model its name stands for now: a zoo row whose widths changed needs its seeds trained again."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        r = json.loads(path.read_text())
+        if "summary" not in r:
+            continue
+        model = r["recipe"]["model"]
+        size = models.count_parameters(models.create(model))
+        recorded = sorted({run["parameters"] for run in r["runs"]})
+        if recorded != [size]:
+            made = " and ".join(f"{n:,}" for n in recorded)
+            sys.exit(f"{path}: made with a {model} of {made} parameters, {size:,} now; run its `repeat` again")
+        found.append(r)
+    return sorted(found, key=lambda r: -r["runs"][0]["parameters"])
+
+
 def main(check: bool = False) -> None:
     folder = ROOT / "results"
     speed = load(sorted(folder.glob("speed-*.json")))
     engine = load(sorted(folder.glob("engine-*.json")))
-    accuracy = [r for r in load(sorted(folder.glob("*.json"))) if "summary" in r]  # `repeat` results
-    accuracy.sort(key=lambda r: -r["runs"][0]["parameters"])  # largest model first
-    fashion = [r for r in load(sorted((folder / "fashion-mnist").glob("*.json"))) if "summary" in r]
-    fashion.sort(key=lambda r: -r["runs"][0]["parameters"])
+    accuracy = repeat_results(folder)
+    fashion = repeat_results(folder / "fashion-mnist")
     anchors = json.loads((folder / "fashion-mnist" / "anchors.json").read_text())
     mnist_anchors = json.loads((folder / "anchors.json").read_text())
     blocks = {  # file: {block: its generated body}
