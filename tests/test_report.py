@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from tinymnist import models
 
 
 def report_module():
@@ -23,7 +24,8 @@ def test_tables_match_the_results_files():
 
 
 def test_results_of_a_model_whose_widths_changed_are_refused(tmp_path):
-    made = {"recipe": {"model": "tiny4k"}, "runs": [{"parameters": 3_780}], "summary": {}}
-    (tmp_path / "tiny4k.json").write_text(json.dumps(made))  # the hand-made tiny4k, before its sweep
-    with pytest.raises(SystemExit, match="tiny4k.json: made with a tiny4k of 3,780 parameters, 3,617 now"):
+    now = models.count_parameters(models.create("tinynet-8-4-9-11"))
+    made = {"recipe": {"model": "tinynet-8-4-9-11"}, "runs": [{"parameters": 3_780}], "summary": {}}
+    (tmp_path / "row.json").write_text(json.dumps(made))  # e.g. a zoo row's results, before its widths changed
+    with pytest.raises(SystemExit, match=f"row.json: made with a tinynet-8-4-9-11 of 3,780 parameters, {now:,} now"):
         report_module().repeat_results(tmp_path)
