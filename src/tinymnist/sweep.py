@@ -222,6 +222,11 @@ def retry_abandoned(study: optuna.Study) -> None:
         print(f"trial {t.number} was left running by a killed sweep: failed, queued again")
 
 
+def study_dataset(s: optuna.Study) -> str:
+    """The dataset a study searches; studies made before datasets were recorded searched MNIST."""
+    return s.user_attrs.get("dataset") or data.DEFAULT
+
+
 def judged(epoch: int, epochs: int) -> bool:
     """Whether the pruner may stop a trial after this epoch: only in the second half of its one-cycle
     schedule. Earlier, the learning rate is near its peak and validation accuracy swings by points: in
@@ -291,8 +296,7 @@ def work(
         dev = torch.device("cuda", index % torch.cuda.device_count())
     s = optuna.load_study(study_name=study, storage=open_storage(storage_url, folder), pruner=PRUNER[pruner]())
     with sweeping(folder):  # so that a rerun never takes this worker's trials for abandoned ones
-        dataset = s.user_attrs.get("dataset") or data.DEFAULT  # studies made before datasets: MNIST
-        mnist = data.validation_split(data.load(data_dir, dataset=dataset).to(dev), VAL_IMAGES)
+        mnist = data.validation_split(data.load(data_dir, dataset=study_dataset(s)).to(dev), VAL_IMAGES)
         n = s.user_attrs.get("train_images")
         if n:
             mnist = replace(mnist, train_images=mnist.train_images[:n], train_labels=mnist.train_labels[:n])
@@ -348,7 +352,7 @@ def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
     epoch_seconds = [r["seconds"] for t in trials for r in metrics(folder, t)]
     summary = {
         "study": s.study_name,
-        "dataset": s.user_attrs.get("dataset") or data.DEFAULT,
+        "dataset": study_dataset(s),
         "space": s.user_attrs["space"],
         "train_images": s.user_attrs.get("train_images") or 60_000 - VAL_IMAGES,
         "val_images": VAL_IMAGES,
@@ -368,8 +372,8 @@ def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
     if complete:
         best = complete[0]
         recipe = recipe_of(s.user_attrs["space"], {**s.user_attrs["space"]["params"], **best.params})
-        dataset = s.user_attrs.get("dataset") or data.DEFAULT
-        origin = {"study": s.study_name, "trial": best.number, "val_accuracy": best.value, "dataset": dataset}
+        origin = {"study": s.study_name, "trial": best.number, "val_accuracy": best.value}
+        origin["dataset"] = summary["dataset"]
         checkpoint.save_json(folder / "best-recipe.json", {"recipe": recipes.to_dict(recipe), "sweep": origin})
         save_plots(s, folder)
     return summary
