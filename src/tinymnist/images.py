@@ -131,9 +131,11 @@ def ink(img: Image.Image, name: str = "image") -> np.ndarray:
         if sixteen_bit:  # 0-65535 to 0-255 (Pillow's convert would clip at 255 instead)
             img = Image.fromarray((np.asarray(img, dtype=np.float32) / 257).round().astype(np.uint8))
         if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-            alpha = np.asarray(img.convert("RGBA"))[..., 3].astype(np.float32)
-            if alpha.min() < 255:  # strokes on a transparent background: the alpha is the ink
-                return alpha
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+            paper = transparent_paper(rgba)
+            if paper is None:  # strokes on transparency: the alpha is the ink
+                return rgba[..., 3]
+            img = Image.alpha_composite(Image.new("RGBA", img.size, paper), img.convert("RGBA"))
         a = np.asarray(img.convert("L"), dtype=np.float32)
     except (OSError, ValueError) as e:  # a mode or variant Pillow cannot convert
         raise ImageError(f"{name}: cannot process this {img.mode} image ({e})") from None
@@ -142,6 +144,31 @@ def ink(img: Image.Image, name: str = "image") -> np.ndarray:
     if paper > 127:  # dark ink on light paper: invert
         a, paper = 255 - a, 255 - paper
     return np.clip(a - paper, 0, None)
+
+
+def transparent_paper(rgba: np.ndarray) -> tuple[int, int, int, int] | None:
+    """None if the picture is ink on transparency (the alpha is the ink), else the colour of its
+    own paper, onto which it is composited and read like any opaque picture.
+
+    Ink on transparency: at least a quarter of the pixels are transparent (the paper) and what is
+    drawn is all of one colour, so that only the alpha carries the digit. A screenshot with rounded
+    corners or a transparent border, a picture with alpha 254 everywhere, or a card with a digit on
+    a transparent canvas is read from its colours instead; its paper is the colour of the drawn
+    pixels at the edge of what is drawn (at the image's border, or next to transparency).
+    """
+    alpha = rgba[..., 3]
+    drawn = alpha >= alpha.max() / 2 if alpha.max() > 0 else alpha > 0
+    if not drawn.any():  # fully transparent: nothing drawn
+        return None
+    inside = np.pad(drawn, 1)  # outside the image counts as not drawn
+    inner = inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
+    edge = rgba[drawn & ~inner, :3]
+    paper = np.median(edge, axis=0)
+    lum = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Pillow's "L"
+    uniform = np.abs((rgba[drawn, :3] - paper) @ lum).max() < MIN_CONTRAST
+    if uniform and (~drawn).mean() >= 0.25:
+        return None
+    return (*(int(round(c)) for c in paper), 255)
 
 
 def to_mnist(img: Image.Image, name: str = "image") -> torch.Tensor:
