@@ -210,6 +210,9 @@ def read_file(path: Path) -> bytes:
 
 
 def read(path: Path) -> Image.Image:
+    if "\0" in str(path):  # the OS cannot take it (Python raises ValueError)
+        shown = str(path).replace("\0", "\\0")
+        raise ImageError(f"{shown}: not a valid file name (it holds a NUL character)")
     try:
         return decode(read_file(path), str(path))
     except OSError as e:
@@ -321,6 +324,8 @@ FRAMINGS = {"digit": to_mnist, "product": to_fashion}  # tinymnist.data.Dataset.
 
 def to_input(img: Image.Image, framing: str, name: str = "image") -> torch.Tensor:
     """The 28x28 uint8 input of a network trained on a dataset with this framing."""
+    if 0 in img.size:
+        raise ImageError(f"{name}: an empty image ({img.width}x{img.height} pixels)")
     return FRAMINGS[framing](img, name)
 
 
