@@ -124,3 +124,11 @@ def test_corrupt_files_in_the_api_cli_and_server(trained_checkpoint, tmp_path, c
         answer = client.post("/predict", files={"file": (name, data, "application/octet-stream")})
         assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{name}: ")
         assert "\n" not in answer.json()["detail"]
+
+
+def test_jpeg_with_a_flood_of_segments_is_refused_before_pillow_walks_them():
+    data = jpeg(DIGIT)
+    flood = data[:2] + b"\xff\xfe\x00\x02" * 5000 + data[2:]  # 5,000 empty comments
+    with pytest.raises(images.ImageError, match="x.jpg: corrupt JPEG: over 4,096 segments"):
+        images.decode(flood, "x.jpg")
+    images.decode(data[:2] + b"\xff\xfe\x00\x02" * 100 + data[2:])  # a hundred are fine

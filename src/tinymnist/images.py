@@ -38,6 +38,7 @@ TRIM_THRESHOLD = 0.05  # articles: differing from the background by 5% counts (F
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 PILLOW = os.path.dirname(Image.__file__)  # warnings from files here are Pillow's
 WARNINGS = threading.Lock()  # warnings.catch_warnings swaps process-wide state: one thread at a time
+MAX_JPEG_SEGMENTS = 4096  # a real JPEG has a few dozen (ICC profiles in up to 255 parts); floods are refused
 JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the marker that ends a scan's entropy-coded data
 
 
@@ -134,7 +135,9 @@ def jpeg_to_decode(data: bytes, name: str) -> bytes:
     if not data.startswith(b"\xff\xd8"):
         return data
     frame, scans, pos = None, [], 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] != 0xD9:  # up to the (first) end marker
+    for _ in range(MAX_JPEG_SEGMENTS):
+        if pos + 4 > len(data) or data[pos] != 0xFF or data[pos + 1] == 0xD9:  # the (first) end marker
+            break
         marker = data[pos + 1]
         if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, markers without a length
             pos += 1 if marker == 0xFF else 2
@@ -147,6 +150,8 @@ def jpeg_to_decode(data: bytes, name: str) -> bytes:
             end = JPEG_MARKER.search(data, pos)
             scans.append((segment, pos, end.start() if end else len(data)))
             pos = scans[-1][2]
+    else:
+        raise ImageError(f"{name}: corrupt JPEG: over {MAX_JPEG_SEGMENTS:,} segments before its end")
     if frame is None or frame[0] not in (0xC0, 0xC1, 0xC2) or len(frame[1]) < 6:  # lossless, arithmetic, broken
         return data
     height, width = int.from_bytes(frame[1][1:3], "big"), int.from_bytes(frame[1][3:5], "big")
