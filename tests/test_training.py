@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from helpers import die_in_second_epoch, subset
+from helpers import SUBSET_CLI, die_in_second_epoch, paused_at_epoch, subset
 from tinymnist import checkpoint, training
 from tinymnist.recipes import get, override
 
@@ -80,8 +80,6 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
     import os
     import signal
     import subprocess
-    import sys
-    import time
 
     from tinymnist.cli import main
 
@@ -102,12 +100,9 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
 
     cut = tmp_path / "cut"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # as the resume below: same numerics
-    proc = subprocess.Popen([sys.executable, "-m", "tinymnist", *argv(cut)], stdout=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 1800  # an epoch took over 300 s on a 2-core machine running 3 other jobs
-    while not (cut / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (cut / "metrics.jsonl").exists(), f"no epoch ended (exit code {proc.poll()})"
-    time.sleep(0.5)  # well inside the second epoch
+    ready = tmp_path / "paused"  # written by the process at the start of its second epoch, where it waits
+    proc = paused_at_epoch([*SUBSET_CLI, "all", "all", *argv(cut)], 2, ready, stdout=subprocess.DEVNULL, env=env)
+    assert proc.poll() is None, f"it ended before its second epoch (exit code {proc.poll()})"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (cut / "model.pt").exists(), "the run ended before it was killed"
