@@ -23,6 +23,7 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m ruff format --check src tests benchmarks scripts
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 format: $(VENV)/.installed

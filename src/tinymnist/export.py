@@ -70,6 +70,7 @@ def onnx_bytes(model: nn.Module) -> bytes:
             dynamo=True,
             verbose=False,
         )
+    assert program is not None, "dynamo=True returns the program"
     return program.model_proto.SerializeToString()
 
 
