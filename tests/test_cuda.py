@@ -17,7 +17,7 @@ from helpers import subset
 from tinymnist import training
 from tinymnist.recipes import get, override
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def quiet(line: str) -> None:

@@ -291,6 +291,7 @@ def upload_head(length: int) -> bytes:
     ).encode()
 
 
+@pytest.mark.slow  # a server process
 def test_more_idle_sockets_than_open_files(trained_checkpoint):
     """With `ulimit -n 256`, 300 connections that send nothing: the server closes the idle ones
     to make room, answers every request, and logs nothing."""
@@ -304,6 +305,7 @@ def test_more_idle_sockets_than_open_files(trained_checkpoint):
     assert process.stderr.read() == ""
 
 
+@pytest.mark.slow  # a server process
 def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
     with server(trained_checkpoint, header_timeout=1, body_timeout=1) as (url, _):
         silent, slow, stalled = connect(url), connect(url), connect(url)
@@ -315,6 +317,7 @@ def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
         assert predict_seven(url) == 7
 
 
+@pytest.mark.slow  # a server process
 def test_memory_budget_answers_503(trained_checkpoint):
     """A 1 MiB budget: an upload of 400 KB holds 800 KB of it until it ends; a second one waits,
     then gets 503 with Retry-After; a small drawn digit fits beside and is answered."""
@@ -331,6 +334,7 @@ def test_memory_budget_answers_503(trained_checkpoint):
         holder.close()
 
 
+@pytest.mark.slow  # a server process
 def test_connection_cap_answers_503_when_every_connection_is_busy(trained_checkpoint):
     with server(trained_checkpoint, connections=4, body_timeout=30) as (url, _):
         uploads = [connect(url) for _ in range(4)]
@@ -345,6 +349,7 @@ def test_connection_cap_answers_503_when_every_connection_is_busy(trained_checkp
             s.close()
 
 
+@pytest.mark.slow  # a server process
 def test_logs_are_rate_limited(trained_checkpoint):
     with server(trained_checkpoint, log_lines=5) as (url, process):
         for _ in range(40):

@@ -17,6 +17,7 @@ from helpers import SUBSET_CLI, paused_at_epoch, subset
 from tinymnist import checkpoint, data
 from tinymnist.cli import main
 
+pytestmark = pytest.mark.slow  # real processes and trainings
 CLI = [*SUBSET_CLI, "2000", "200"]
 
 

@@ -57,6 +57,7 @@ def trial_lines(output: str) -> list[int]:
     return [int(m[1]) for m in re.finditer(r"^trial +(\d+) (COMPLETE|PRUNED|REJECTED|FAIL)", output, re.M)]
 
 
+@pytest.mark.slow  # sweep processes
 def test_two_workers_on_a_journal_file_then_a_rerun_continues(tmp_path, mnist_dir):
     folder = tmp_path / "sweep"
     first = run_sweep(str(folder), "--space", str(write_space(tmp_path)), "--trials", "3", "--workers", "2",
@@ -81,6 +82,7 @@ def test_two_workers_on_a_journal_file_then_a_rerun_continues(tmp_path, mnist_di
     assert models.count_parameters(models.create(recipe.model)) == study.best_trial.user_attrs["parameters"]
 
 
+@pytest.mark.slow  # sweep processes
 def test_a_killed_sweep_continues_when_run_again(tmp_path, mnist_dir):
     folder, space = tmp_path / "sweep", str(write_space(tmp_path))
     args = [str(folder), "--space", space, "--trials", "2", *TRIAL_ARGS]

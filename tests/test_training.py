@@ -9,6 +9,7 @@ from helpers import SUBSET_CLI, die_in_second_epoch, paused_at_epoch, subset
 from tinymnist import checkpoint, training
 from tinymnist.recipes import get, override
 
+pytestmark = pytest.mark.slow  # trainings
 SMALL = override(get("seed"), epochs=2, batch_size=64)
 
 
@@ -75,6 +76,7 @@ def test_verdict_uses_the_final_epoch():
     assert "best epoch, for information only: 1" in lines[-1]
 
 
+@pytest.mark.timeout(3600)  # three 2-epoch trainings on all of MNIST: over 300 s an epoch under load
 def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
     """A real `kill -9` during the second epoch: the run resumes and ends as an uninterrupted one."""
     import os
