@@ -184,14 +184,16 @@ def test_serve_refuses_a_busy_port(trained_checkpoint, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-def test_serve_without_the_extra_says_what_to_install(trained_checkpoint, monkeypatch, capsys):
+@pytest.mark.parametrize("missing", ["fastapi", "h11"])  # h11: what uvicorn needs, unknown to most users
+def test_serve_without_the_extra_says_what_to_install(trained_checkpoint, monkeypatch, capsys, missing):
     import tinymnist
 
-    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed
     monkeypatch.delitem(sys.modules, "tinymnist.serve")
     monkeypatch.delattr(tinymnist, "serve")
     assert cli.main(["serve", str(trained_checkpoint)]) == 2
-    assert "pip install 'tinymnist[serve]'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "FastAPI and uvicorn" in err and "pip install 'tinymnist[serve]'" in err and "h11" not in err, err
 
 
 def test_get_predict_is_405_with_allow(client):

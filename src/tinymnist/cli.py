@@ -198,8 +198,8 @@ def cmd_repeat(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     try:
         from tinymnist import serve
-    except ModuleNotFoundError as e:
-        raise TinyMnistError(f"serve needs {e.name}, which is not installed: pip install 'tinymnist[serve]'") from None
+    except ModuleNotFoundError:  # whichever module it is (fastapi, or h11 under uvicorn), the fix is the extra
+        raise TinyMnistError("serve needs FastAPI and uvicorn (its extra): pip install 'tinymnist[serve]'") from None
     serve.serve(args.run, args.host, args.port)
 
 

@@ -304,7 +304,7 @@ def load(data_dir: str | Path | None = None, download: bool = True, dataset: str
             raise DataError(missing_message(data_dir, spec.name))
         from tinymnist.download import download_dataset
 
-        download_dataset(spec, root, hint=missing_message(data_dir, spec.name))
+        download_dataset(spec, root)
         files = find(data_dir, spec.name)
         assert files is not None, "download_dataset leaves the four files in the cache"
     return load_files(files, dataset=spec.name)
