@@ -56,6 +56,7 @@ def test_folds_conv_bn_order_and_keeps_what_cannot_fold():
         assert (model(x) - folded(x)).abs().max() < 1e-4
 
 
+@pytest.mark.slow  # exports several times
 @pytest.mark.parametrize("fmt, fold_bn", [("onnx", False), ("onnx", True), ("pt2", False), ("torchscript", False)])
 def test_export_matches_pytorch(trained_checkpoint, mnist, tmp_path, fmt, fold_bn):
     model, _ = checkpoint.load_model(trained_checkpoint)
@@ -70,6 +71,7 @@ def test_export_matches_pytorch(trained_checkpoint, mnist, tmp_path, fmt, fold_b
         assert run(path.read_bytes(), x[:1]).shape == (1, 10)
 
 
+@pytest.mark.slow  # an ONNX export
 def test_refuses_a_model_that_differs(trained_checkpoint, mnist, tmp_path, monkeypatch):
     model, _ = checkpoint.load_model(trained_checkpoint)
     broken = fold.fold_batchnorm(model)
@@ -80,6 +82,7 @@ def test_refuses_a_model_that_differs(trained_checkpoint, mnist, tmp_path, monke
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow  # exports several times
 def test_cli_export(trained_checkpoint, mnist_dir, tmp_path, capsys):
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(trained_checkpoint.read_bytes())
@@ -126,6 +129,7 @@ def test_the_onnx_file_carries_its_preprocessing_read_as_docs_usage_shows(traine
     assert capsys.readouterr().out.split() == [str(digit), "seed", tinymnist.__version__]
 
 
+@pytest.mark.slow  # exports twice
 @pytest.mark.parametrize("fmt", ["pt2", "torchscript"])
 def test_the_other_formats_carry_the_same_metadata(trained_checkpoint, tmp_path, fmt):
     model, _ = checkpoint.load_model(trained_checkpoint)
