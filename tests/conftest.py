@@ -55,6 +55,8 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
+SLOW_TIMEOUT = 1800  # seconds: real processes on a loaded 2-core machine took over 300 s an epoch
+
 # Fixtures that start something slow: a test using one gets these marks (see pyproject's markers).
 MARKS_OF_FIXTURES = {
     "postgres_url": ("postgres",),
@@ -66,13 +68,16 @@ MARKS_OF_FIXTURES = {
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Mark tests by the fixtures they use; postgres, browser and gpu tests are slow too."""
+    """Mark tests by the fixtures they use; postgres, browser and gpu tests are slow too, and slow
+    tests have SLOW_TIMEOUT seconds unless they say otherwise (pyproject's timeout for the others)."""
     for item in items:
         for fixture in item.fixturenames:
             for mark in MARKS_OF_FIXTURES.get(fixture, ()):
                 item.add_marker(mark)
         if any(item.get_closest_marker(m) for m in ("postgres", "browser", "gpu")):
             item.add_marker("slow")
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
 @pytest.fixture(autouse=True)
