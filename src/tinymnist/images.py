@@ -303,7 +303,7 @@ def crop_and_fit(a: np.ndarray, threshold: float, side: int) -> np.ndarray:
     h, w = a.shape
     scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.LANCZOS), dtype=np.float32)
+    return np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
 
 
 def placed(item: np.ndarray, top: int, left: int) -> torch.Tensor:

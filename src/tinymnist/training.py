@@ -80,7 +80,7 @@ class EagerEngine:
 
     @property
     def lr(self) -> float:
-        return self.sched.get_last_lr()[0]
+        return float(self.sched.get_last_lr()[0])
 
     def epoch(self, generator: torch.Generator) -> tuple[float, float]:
         """One pass over the training images in the order drawn from `generator`; mean loss and accuracy."""
@@ -181,7 +181,7 @@ def train(
     torch.manual_seed(seed)
     model = models.create(recipe.model).to(device)
     if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
     parameters = models.count_parameters(model)
 
     def heartbeat(done: int, steps: int, images_per_second: float) -> None:
