@@ -147,8 +147,8 @@ def jpeg_to_decode(data: bytes, name: str) -> bytes:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
             frame = (marker, segment)
         elif marker == 0xDA:  # a scan: its header, then entropy-coded data up to the next marker
-            end = JPEG_MARKER.search(data, pos)
-            scans.append((segment, pos, end.start() if end else len(data)))
+            found = JPEG_MARKER.search(data, pos)
+            scans.append((segment, pos, found.start() if found else len(data)))
             pos = scans[-1][2]
     else:
         raise ImageError(f"{name}: corrupt JPEG: over {MAX_JPEG_SEGMENTS:,} segments before its end")
@@ -184,7 +184,7 @@ def scan_floor_bits(progressive: bool, width: int, height: int, sampling: dict, 
         h, v = sampling[ids[0]]
         blocks = ceil(ceil(width * h / hmax) / 8) * ceil(ceil(height * v / vmax) / 8)
     else:  # interleaved: whole MCUs, each of every component's h x v blocks
-        blocks = ceil(width / (8 * hmax)) * ceil(height / (8 * vmax)) * sum(h * v for h, v in map(sampling.get, ids))
+        blocks = ceil(width / (8 * hmax)) * ceil(height / (8 * vmax)) * sum(sampling[c][0] * sampling[c][1] for c in ids)
     return blocks * (1 if progressive else 2)
 
 
@@ -251,10 +251,10 @@ def ink(img: Image.Image, name: str = "image") -> np.ndarray:
     except (OSError, ValueError) as e:  # a mode or variant Pillow cannot convert
         raise ImageError(f"{name}: cannot process this {img.mode} image ({e})") from None
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    paper = float(np.median(border))
-    if paper > 127:  # dark ink on light paper: invert
-        a, paper = 255 - a, 255 - paper
-    return np.clip(a - paper, 0, None)
+    ground = float(np.median(border))
+    if ground > 127:  # dark ink on light paper: invert
+        a, ground = 255 - a, 255 - ground
+    return np.clip(a - ground, 0, None)
 
 
 def transparent_paper(rgba: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -279,7 +279,8 @@ def transparent_paper(rgba: np.ndarray) -> tuple[int, int, int, int] | None:
     uniform = np.abs((rgba[drawn, :3] - paper) @ lum).max() < MIN_CONTRAST
     if uniform and (~drawn).mean() >= 0.25:
         return None
-    return (*(int(round(c)) for c in paper), 255)
+    r, g, b = (int(round(c)) for c in paper)
+    return (r, g, b, 255)
 
 
 def to_mnist(img: Image.Image, name: str = "image") -> torch.Tensor:
