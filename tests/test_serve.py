@@ -316,14 +316,15 @@ def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
 
 
 def test_memory_budget_answers_503(trained_checkpoint):
-    """A 1 MiB budget: an upload of 400 KB holds 800 KB of it until it ends; a second one waits,
-    then gets 503 with Retry-After; a small drawn digit fits beside and is answered."""
-    with server(trained_checkpoint, memory=1 << 20, wait=0.5, body_timeout=30) as (url, _):
+    """A 4 MiB budget: an upload of 1.5 MB holds 3 MB of it until it ends; a second one waits,
+    then gets 503 with Retry-After; a small drawn digit (its upload, metadata and pixels) fits
+    beside and is answered."""
+    with server(trained_checkpoint, memory=4 << 20, wait=0.5, body_timeout=30) as (url, _):
         holder = connect(url)
-        holder.sendall(upload_head(400_000))
+        holder.sendall(upload_head(1_500_000))
         assert httpx2.get(f"{url}health", timeout=30).status_code == 200  # the holder is being served
         second = connect(url)
-        second.sendall(upload_head(400_000))
+        second.sendall(upload_head(1_500_000))
         answer = until_closed(second)
         assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer.lower()
         assert b"busy" in answer

@@ -9,8 +9,9 @@ the Swagger UI files bundled by fastapi-offline: nothing is fetched from elsewhe
 The server stays up and bounded under hostile clients (docs/serve.md): every bound is in `Limits`.
 uvicorn lacks a deadline for request headers and a connection cap that sheds idle connections,
 so `GuardedH11` adds them to its HTTP/1.1 protocol; `Guard` (ASGI middleware) bounds request
-bodies in size, time and memory; two `Budget`s bound the memory and the large decodes of all
-requests at once.
+bodies in size, time and memory; `Budget`s bound the memory, the decoder threads and the large
+decodes of all requests at once. Everything that parses an upload runs in the decoder threads,
+under a time limit, so the event loop (and with it `/health` and the page) never waits on it.
 """
 
 import asyncio
@@ -21,7 +22,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class Limits:
     large_decode: int = 4 * MiB  # decoded pixels over this make a large decode ...
     large_decodes: int = 1  # ... and this many run at once (each takes a core for a while) ...
     large_decode_nice: int = 10  # ... at this lower priority (Linux), so that small requests go first
+    decoders: int = 4  # threads that parse and decode uploads (besides the large decodes' own)
+    decode_timeout: float = 10  # seconds a request waits for its image to be parsed and decoded, then 503
     wait: float = 2  # seconds a request waits for its share of `memory` or `large_decodes` before a 503
     log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
 
@@ -234,8 +237,42 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
     spec = trained_on(ckpt, run)
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     budget = Budget("bytes of memory", limits.memory, limits.wait)
+    decoders = Budget("image decoders", limits.decoders, limits.wait)
     large_decodes = Budget("large decodes", limits.large_decodes, limits.wait)  # each takes a core
+    pool = ThreadPoolExecutor(limits.decoders, "decode")
     large_pool = ThreadPoolExecutor(limits.large_decodes, "large-decode", lower_priority, (limits.large_decode_nice,))
+    decoding: set[asyncio.Future] = set()  # decodes running, also those whose requests gave up waiting
+
+    async def digit_in(data: bytes, filename: str) -> torch.Tensor:
+        """Parse the upload, then decode and preprocess its pixels, in the decoder threads; the memory
+        Pillow keeps of the metadata, then the decoded pixels, are reserved from the budget first."""
+        loop = asyncio.get_running_loop()
+        async with decoders.reserve(1):
+            kept = await loop.run_in_executor(pool, images.check_metadata, data, filename)
+            async with budget.reserve(kept):
+                img = await loop.run_in_executor(pool, images.open_image, data, filename)  # checks the limits
+                size = images.decoded_bytes(img)
+                large = size > limits.large_decode
+                async with large_decodes.reserve(int(large)), budget.reserve(size):
+                    pool_used = large_pool if large else pool
+                    return await loop.run_in_executor(pool_used, digit_of, img, spec.framing, filename)
+
+    def finished(task: asyncio.Future) -> None:
+        decoding.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, also when the request gave up waiting: nothing logged
+
+    async def within_time_limit(work: Coroutine, filename: str) -> torch.Tensor:
+        """`work`'s result, or Busy after `decode_timeout`; `work` then goes on to its end in the
+        background, holding its thread and its shares of the budgets, so that they stay bounded."""
+        task = asyncio.ensure_future(work)
+        decoding.add(task)
+        task.add_done_callback(finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), limits.decode_timeout)
+        except asyncio.TimeoutError:
+            raise Busy(f"{filename}: not decoded within {limits.decode_timeout:g} s") from None
+
     app = FastAPIOffline(
         title="tinymnist",
         summary=f"Handwritten digit recognition with the {name} network ({parameters:,} parameters).",
@@ -255,11 +292,11 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
         return problem(503, str(exc))
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
+    async def page() -> FileResponse:  # async, as /health: on the event loop, never behind busy threads
         return FileResponse(STATIC / "index.html")
 
     @app.get("/health", summary="Liveness")
-    def health() -> Health:
+    async def health() -> Health:
         return Health(status="ok", model=name, parameters=parameters)
 
     @app.post(
@@ -275,14 +312,7 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
         filename = file.filename or "upload"
         data = await file.read(images.MAX_BYTES + 1)
         try:
-            img = images.open_image(data, filename)  # the header only: the limits are checked before decoding
-            size = images.decoded_bytes(img)
-            large = size > limits.large_decode
-            async with large_decodes.reserve(int(large)), budget.reserve(size):
-                pool = large_pool if large else None  # None: asyncio's default threads
-                digit_image = await asyncio.get_running_loop().run_in_executor(
-                    pool, digit_of, img, spec.framing, filename
-                )
+            digit_image = await within_time_limit(digit_in(data, filename), filename)
         except images.ImageError as e:
             raise HTTPException(413 if len(data) > images.MAX_BYTES else 422, str(e)) from None
         batch = digit_image.unsqueeze(0)
