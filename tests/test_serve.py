@@ -160,6 +160,23 @@ def test_large_uploads_stay_in_memory(client, monkeypatch):
     assert upload(client, data).status_code == 200
 
 
+def test_importing_serve_changes_no_global_state():
+    """Nothing process-wide is set on import: Starlette's parser, logging, warnings (issue 23).
+    The libraries it uses are imported first: torch and numpy set warnings filters of their own."""
+    code = """
+import logging, warnings
+import fastapi, numpy, PIL.Image, torch, uvicorn
+from starlette.formparsers import MultiPartParser
+def state():
+    root = logging.getLogger()
+    return MultiPartParser.spool_max_size, root.level, list(root.handlers), list(warnings.filters)
+before = state()
+import tinymnist.serve
+assert state() == before, (before, state())
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_page_and_docs(client):
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text

@@ -22,9 +22,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -34,14 +34,15 @@ import torch
 import uvicorn
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
-from starlette.formparsers import MultiPartParser
+from starlette.datastructures import FormData, Headers
+from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -57,9 +58,6 @@ TOO_LARGE = f"request body over the {MAX_BODY:,}-byte limit (images: {images.MAX
 FIELD = "file"  # the multipart form field that carries the image
 STATIC = Path(__file__).parent / "static"
 MiB = 1024 * 1024
-
-# Starlette spools uploads over 1 MiB to a temporary file; keep every allowed upload in memory.
-MultiPartParser.spool_max_size = MAX_BODY
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,36 @@ class Limits:
     decode_timeout: float = 10  # seconds a request waits for its image to be parsed and decoded, then 503
     wait: float = 2  # seconds a request waits for its share of `memory` or `large_decodes` before a 503
     log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
+
+
+class InMemoryParser(MultiPartParser):
+    spool_max_size = MAX_BODY  # Starlette spools parts over 1 MiB to a temporary file: keep every upload in memory
+
+
+class InMemoryRequest(Request):
+    """A request whose multipart form is parsed by `InMemoryParser`; the rest as Starlette does."""
+
+    async def _get_form(self, **options) -> FormData:
+        content_type, _ = parse_options_header(self.headers.get("content-type"))
+        if self._form is None and content_type == b"multipart/form-data":
+            try:
+                async with aclosing(self.stream()) as stream:
+                    self._form = await InMemoryParser(self.headers, stream, **options).parse()
+            except MultiPartException as e:
+                raise HTTPException(400, e.message) from None
+        return await super()._get_form(**options)
+
+
+class InMemoryRoute(APIRoute):
+    """The app's routes get an `InMemoryRequest`: the uploads of this app alone are kept in memory."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[None, None, Response]]:
+        handler = super().get_route_handler()
+
+        async def in_memory(request: Request) -> Response:
+            return await handler(InMemoryRequest(request.scope, request.receive))
+
+        return in_memory
 
 
 class Prediction(BaseModel):
@@ -278,6 +306,7 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
         summary=f"Handwritten digit recognition with the {name} network ({parameters:,} parameters).",
         redoc_url=None,
     )
+    app.router.route_class = InMemoryRoute
     app.add_middleware(Guard, budget=budget, limits=limits)
 
     @app.exception_handler(RequestValidationError)
