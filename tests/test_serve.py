@@ -11,6 +11,7 @@ import resource
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from tempfile import SpooledTemporaryFile
@@ -330,6 +331,26 @@ def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
         answer = until_closed(stalled)
         assert answer.startswith(b"HTTP/1.1 408 ") and b'"detail":"the upload stalled' in answer
         assert predict_seven(url) == 7
+
+
+def multipart(data: bytes) -> bytes:
+    """An upload of `data` as the file, headers and body, in the boundary of `upload_head`."""
+    end = b"\r\n--b--\r\n"
+    body_start = upload_head(0).split(b"\r\n\r\n", 1)[1]
+    return upload_head(len(body_start) + len(data) + len(end)) + data + end
+
+
+def test_a_pipelined_request_in_progress_is_not_idle(trained_checkpoint):
+    """/health and an upload sent together: once /health is answered, the upload is in progress,
+    not waiting for headers, so the header deadline (1 s) does not close it while it sends its body."""
+    with server(trained_checkpoint, header_timeout=1, body_timeout=30) as (url, _):
+        s = connect(url)
+        upload = multipart(render(7))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + upload[:-100])
+        time.sleep(2)
+        s.sendall(upload[-100:] + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answers = until_closed(s)
+        assert answers.count(b"HTTP/1.1 200 OK") == 3 and b'"digit":7' in answers
 
 
 def test_memory_budget_answers_503(trained_checkpoint):

@@ -406,8 +406,8 @@ class GuardedH11(H11Protocol):
     def on_response_complete(self) -> None:
         if self.conn.their_state is h11.SEND_BODY:  # answered before the upload ended (an error): close
             self.transport.close()
-        super().on_response_complete()
-        if not self.transport.is_closing():
+        super().on_response_complete()  # may start on a pipelined request already received
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:  # only then is it idle
             self.wait_for_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
