@@ -353,6 +353,35 @@ def test_a_pipelined_request_in_progress_is_not_idle(trained_checkpoint):
         assert answers.count(b"HTTP/1.1 200 OK") == 3 and b'"digit":7' in answers
 
 
+def test_a_negative_chunk_size_is_one_warning_line(trained_checkpoint):
+    """The app may be answering already when the bad chunk is read: 400, closed, no traceback."""
+    with server(trained_checkpoint) as (url, process):
+        s = connect(url)
+        s.sendall(b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n")
+        assert until_closed(s).startswith(b"HTTP/1.1 400 ")
+        assert httpx2.get(f"{url}health", timeout=30).status_code == 200
+    log = process.stderr.read()
+    assert "Invalid HTTP request" in log and "Traceback" not in log and "Exception in ASGI" not in log
+
+
+def test_content_length_and_transfer_encoding_together_close_the_connection(trained_checkpoint):
+    """RFC 9112 6.1: the request is answered (by its chunked body), then the connection closed:
+    the request pipelined after it is not answered."""
+    with server(trained_checkpoint) as (url, _):
+        s = connect(url)
+        body = multipart(render(7)).split(b"\r\n\r\n", 1)[1]
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(body)
+            + body
+            + b"\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        answers = until_closed(s)
+        assert answers.count(b"HTTP/1.1 ") == 1 and b'"digit":7' in answers
+        assert b"connection: close" in answers.lower()
+
+
 def test_memory_budget_answers_503(trained_checkpoint):
     """A 4 MiB budget: an upload of 1.5 MB holds 3 MB of it until it ends; a second one waits,
     then gets 503 with Retry-After; a small drawn digit (its upload, metadata and pixels) fits

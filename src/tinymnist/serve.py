@@ -196,8 +196,20 @@ def problem(status: int, detail: str, close: bool = False) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+def closing(send: Send) -> Send:
+    """`send`, with `Connection: close` added to the response, so the server closes after it."""
+
+    async def send_and_close(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
+
+    return send_and_close
+
+
 class Guard:
     """Bound each request's upload: size (413, read no further), time (408) and memory (503).
+    A request with both Content-Length and Transfer-Encoding (a smuggling attempt) closes the connection.
 
     A declared Content-Length over MAX_BODY is refused before any of the body is read; a body
     without one (chunked) is counted as it arrives. Before the body is read, twice its declared
@@ -211,6 +223,8 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
+        if "content-length" in headers and "transfer-encoding" in headers:  # RFC 9112 6.1: answer, then close
+            send = closing(send)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY:
             return await problem(413, TOO_LARGE, close=True)(scope, receive, send)
@@ -409,6 +423,18 @@ class GuardedH11(H11Protocol):
         super().on_response_complete()  # may start on a pipelined request already received
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:  # only then is it idle
             self.wait_for_request()
+
+    def send_400_response(self, msg: str) -> None:
+        """A malformed request (say, a negative chunk size): uvicorn answers 400 and closes, and the
+        app, if it is on this request, must not answer too (h11 would refuse, and uvicorn log a traceback)."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's receive() says so, and what it sends is dropped
+            cycle.message_event.set()
+            if cycle.response_started:  # too late for a 400
+                self.transport.close()
+                return
+        super().send_400_response(msg)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.idle.pop(self, None)
