@@ -45,3 +45,6 @@ def die_in_second_epoch(monkeypatch, engine_class) -> Callable[[], None]:
 
     monkeypatch.setattr(engine_class, "epoch", epoch)
     return lambda: monkeypatch.setattr(engine_class, "epoch", real)
+
+
+LOCAL = "http://localhost"  # a TestClient's base URL for `serve`'s app, which answers to loopback host names only

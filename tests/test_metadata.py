@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from drawn_digits import render
+from helpers import LOCAL
 from metadata_floods import FLOODS
 from tinymnist import images
 from tinymnist.serve import Limits, create_app
@@ -69,7 +70,7 @@ def test_ordinary_metadata_is_accepted():
 
 @pytest.fixture(scope="module")
 def client(trained_checkpoint) -> TestClient:
-    return TestClient(create_app(trained_checkpoint))
+    return TestClient(create_app(trained_checkpoint), base_url=LOCAL)
 
 
 def test_serve_refuses_floods_with_422(client):
@@ -84,7 +85,7 @@ def test_serve_counts_what_pillow_keeps_of_metadata_against_its_budget(trained_c
     """1,000 comments (within the bounds) need 512 KB of the budget: over a 256 KiB budget, 503;
     the same digit without them fits."""
     seven = render(7, fmt="JPEG")
-    client = TestClient(create_app(trained_checkpoint, Limits(memory=256 * 1024)))
+    client = TestClient(create_app(trained_checkpoint, Limits(memory=256 * 1024)), base_url=LOCAL)
     answer = client.post("/predict", files={"file": ("7.jpg", seven, "image/jpeg")})
     assert answer.status_code == 200 and answer.json()["digit"] == 7
     commented = seven[:2] + b"\xff\xfe\x00\x02" * 1000 + seven[2:]
@@ -112,14 +113,14 @@ def test_serve_parses_uploads_off_the_event_loop(trained_checkpoint, monkeypatch
 
     for parse in ("check_metadata", "open_image"):
         monkeypatch.setattr(images, parse, spied(getattr(images, parse)))
-    client = TestClient(create_app(trained_checkpoint))
+    client = TestClient(create_app(trained_checkpoint), base_url=LOCAL)
     answer = client.post("/predict", files={"file": ("7.png", render(7), "image/png")})
     assert answer.json()["digit"] == 7 and len(calls) >= 2 and not any(calls)
 
 
 def test_serve_stops_waiting_for_a_decode_at_its_time_limit(trained_checkpoint):
     """With no time at all to decode: 503 with Retry-After, and the server goes on answering."""
-    client = TestClient(create_app(trained_checkpoint, Limits(decode_timeout=0)))
+    client = TestClient(create_app(trained_checkpoint, Limits(decode_timeout=0)), base_url=LOCAL)
     answer = client.post("/predict", files={"file": ("7.png", render(7), "image/png")})
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert answer.json()["detail"] == "7.png: not decoded within 0 s"

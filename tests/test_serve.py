@@ -23,13 +23,14 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from drawn_digits import render
+from helpers import LOCAL
 from tinymnist import cli, images
 from tinymnist.serve import MAX_BODY, create_app
 
 
 @pytest.fixture(scope="module")
 def client(trained_checkpoint) -> TestClient:
-    return TestClient(create_app(trained_checkpoint))
+    return TestClient(create_app(trained_checkpoint), base_url=LOCAL)
 
 
 def upload(client: TestClient, data: bytes, name: str = "digit.png", field: str = "file", query: str = ""):
@@ -159,6 +160,49 @@ def test_large_uploads_stay_in_memory(client, monkeypatch):
     data = png(noise)
     assert len(data) > 2 << 20
     assert upload(client, data).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::2]:80"])
+def test_requests_for_other_host_names_are_refused(client, host):
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 gets 400, not answers."""
+    answer = client.get("/health", headers={"host": host})
+    assert answer.status_code == 400 and answer.headers["connection"] == "close"
+    assert "answers to the host names 127.0.0.1, ::1, localhost, not " in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8000", "127.0.0.1:8000", "[::1]:8000"])
+def test_loopback_host_names_are_served(client, host):
+    assert client.get("/health", headers={"host": host}).status_code == 200
+
+
+def test_host_names_follow_the_listening_address(trained_checkpoint):
+    on_lan = TestClient(create_app(trained_checkpoint, host="192.168.1.5"), base_url="http://192.168.1.5:8000")
+    assert on_lan.get("/health").status_code == 200
+    assert on_lan.get("/health", headers={"host": "evil.example"}).status_code == 400
+    everywhere = TestClient(create_app(trained_checkpoint, host="0.0.0.0"), base_url="http://digits.example.org")
+    assert everywhere.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/docs", "/static/app.js", "/openapi.json", "/nothing", "/predict"])
+def test_every_answer_forbids_sniffing_and_framing(client, path):
+    headers = client.get(path).headers
+    assert headers["x-content-type-options"] == "nosniff"
+    policy = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy and "unsafe" not in policy
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_one_warning_line_when_listening_beyond_loopback(trained_checkpoint, host, warned):
+    code = (
+        "import uvicorn; uvicorn.Server.run = lambda self, sockets: None\n"  # start, but do not serve
+        f"from tinymnist import serve; serve.serve({str(trained_checkpoint)!r}, host={host!r}, port=0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if warned:
+        assert done.stderr.startswith(f"tinymnist: warning: listening on {host}, open to other machines")
+        assert done.stderr.count("\n") == 1
+    else:
+        assert done.stderr == ""
 
 
 def test_importing_serve_changes_no_global_state():

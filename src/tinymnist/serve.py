@@ -15,11 +15,16 @@ under a time limit, so the event loop (and with it `/health` and the page) never
 """
 
 import asyncio
+import base64
 import contextlib
 import ctypes
+import hashlib
+import ipaddress
 import logging
 import os
+import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -34,7 +39,8 @@ import torch
 import uvicorn
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -57,6 +63,8 @@ MAX_BODY = images.MAX_BYTES + 64 * 1024  # the largest image file plus room for 
 TOO_LARGE = f"request body over the {MAX_BODY:,}-byte limit (images: {images.MAX_BYTES:,})"
 FIELD = "file"  # the multipart form field that carries the image
 STATIC = Path(__file__).parent / "static"
+DOCS_STATIC = "/static-offline-docs"  # where fastapi-offline serves Swagger UI's files
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MiB = 1024 * 1024
 
 
@@ -196,15 +204,70 @@ def problem(status: int, detail: str, close: bool = False) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def closing(send: Send) -> Send:
-    """`send`, with `Connection: close` added to the response, so the server closes after it."""
+def adding(headers: list[tuple[bytes, bytes]], send: Send) -> Send:
+    """`send`, with `headers` added to the response."""
 
-    async def send_and_close(message: Message) -> None:
+    async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
         await send(message)
 
-    return send_and_close
+    return send_with_headers
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without the port: "[::1]:8000" is "::1", "Localhost:80" "localhost"."""
+    name = header.split("]")[0][1:] if header.startswith("[") else header.rsplit(":", 1)[0]
+    return name.lower()
+
+
+def answers_to(host: str) -> frozenset[str] | None:
+    """The Host names a server listening on `host` answers to: the loopback names and `host`
+    itself; any (None) when it listens on every address, where its names are not known."""
+    if host in ("", "0.0.0.0", "::"):
+        return None
+    return LOOPBACK_NAMES | {host.lower()}
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def content_security_policy(docs: bytes) -> str:
+    """Everything from this server only, nothing framing it; the API docs' one inline script by its hash."""
+    scripts = re.findall(rb"<script>(.*?)</script>", docs, re.DOTALL)
+    hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in scripts)
+    return (
+        f"default-src 'self'; script-src 'self'{hashes}; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+class Secure:
+    """Answer only requests for this server's host names (a web page that rebinds its own name to
+    127.0.0.1 gets 400, not the answers), and send every answer with the headers that stop browsers
+    from guessing content types and other sites from framing the page."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None, policy: str) -> None:
+        self.app, self.hosts = app, hosts
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"content-security-policy", policy.encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        send = adding(self.headers, send)
+        name = host_name(Headers(scope=scope).get("host", ""))
+        if self.hosts is not None and name and name not in self.hosts:  # no Host at all: HTTP/1.0, not a browser
+            names = ", ".join(sorted(self.hosts))
+            detail = f"this server answers to the host names {names}, not {name!r} (serve --host NAME adds one)"
+            return await problem(400, detail, close=True)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class Guard:
@@ -224,7 +287,7 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         if "content-length" in headers and "transfer-encoding" in headers:  # RFC 9112 6.1: answer, then close
-            send = closing(send)
+            send = adding([(b"connection", b"close")], send)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY:
             return await problem(413, TOO_LARGE, close=True)(scope, receive, send)
@@ -272,8 +335,9 @@ def digit_of(img: Image.Image, framing: str, name: str) -> torch.Tensor:
         img.close()
 
 
-def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
-    """The app serving the model of a run folder, checkpoint file or shipped model (loaded here, once)."""
+def create_app(run: str | Path, limits: Limits = Limits(), host: str = "127.0.0.1") -> FastAPI:
+    """The app serving the model of a run folder, checkpoint file or shipped model (loaded here, once),
+    to requests for `host` (the address it listens on) or a loopback name."""
     model, ckpt = pretrained.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
     spec = trained_on(ckpt, run)
@@ -318,10 +382,20 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
     app = FastAPIOffline(
         title="tinymnist",
         summary=f"Handwritten digit recognition with the {name} network ({parameters:,} parameters).",
+        docs_url=None,  # below: the same page, known here, so that its inline script can be allowed by hash
         redoc_url=None,
+        static_url=DOCS_STATIC,
     )
+    docs = get_swagger_ui_html(
+        openapi_url=app.openapi_url,
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_STATIC}/favicon.png",
+    ).body
     app.router.route_class = InMemoryRoute
     app.add_middleware(Guard, budget=budget, limits=limits)
+    app.add_middleware(Secure, hosts=answers_to(host), policy=content_security_policy(docs))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -337,6 +411,10 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:  # async, as /health: on the event loop, never behind busy threads
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        return HTMLResponse(docs)
 
     @app.get("/health", summary="Liveness")
     async def health() -> Health:
@@ -518,7 +596,7 @@ def listen(host: str, port: int, limits: Limits = Limits()) -> socket.socket:
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     """Load the model, print the URL to open, and serve until interrupted."""
-    app = create_app(run, limits)
+    app = create_app(run, limits, host)
     sock = listen(host, port, limits)
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
@@ -526,6 +604,13 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     protocol = type("Protocol", (GuardedH11,), guarded)
     log_rate_limited(limits.log_lines)
     return_freed_memory()
+    if not is_loopback(host):
+        print(
+            f"tinymnist: warning: listening on {host}, open to other machines: put a reverse proxy in front "
+            "(TLS, rate limits; docs/serve.md)",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"tinymnist: serving {run} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
     config = uvicorn.Config(
         app,
