@@ -39,9 +39,6 @@ from pathlib import Path
 import httpx2
 from PIL import Image
 
-from tinymnist.checkpoint import save_json
-from tinymnist.results import machine
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_serve import cases, percentile, rss_kib, start_server  # noqa: E402  (puts tests/ on the path)
 from metadata_floods import sized  # noqa: E402
@@ -312,6 +309,8 @@ def main() -> int:
     )
     parser.add_argument("--out", default="results/serve_attack.json")
     args = parser.parse_args()
+    from tinymnist.checkpoint import save_json  # here: torch, which the spawned clients need not import
+    from tinymnist.results import machine
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # this process holds the attack's sockets
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

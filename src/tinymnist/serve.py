@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import h11
 import torch
@@ -352,16 +352,18 @@ def create_app(run: str | Path, limits: Limits = Limits(), host: str = "127.0.0.
     async def digit_in(data: bytes, filename: str) -> torch.Tensor:
         """Parse the upload, then decode and preprocess its pixels, in the decoder threads; the memory
         Pillow keeps of the metadata, then the decoded pixels, are reserved from the budget first."""
-        loop = asyncio.get_running_loop()
-        async with decoders.reserve(1):
-            kept = await loop.run_in_executor(pool, images.check_metadata, data, filename)
-            async with budget.reserve(kept):
-                img = await loop.run_in_executor(pool, images.open_image, data, filename)  # checks the limits
-                size = images.decoded_bytes(img)
-                large = size > limits.large_decode
-                async with large_decodes.reserve(int(large)), budget.reserve(size):
-                    pool_used = large_pool if large else pool
-                    return await loop.run_in_executor(pool_used, digit_of, img, spec.framing, filename)
+        kept = await in_thread(decoders, pool, images.check_metadata, data, filename)
+        async with budget.reserve(kept):
+            img = await in_thread(decoders, pool, images.open_image, data, filename)  # checks the limits
+            size = images.decoded_bytes(img)
+            slots, threads = (large_decodes, large_pool) if size > limits.large_decode else (decoders, pool)
+            async with slots.reserve(1), budget.reserve(size):
+                return await asyncio.get_running_loop().run_in_executor(threads, digit_of, img, spec.framing, filename)
+
+    async def in_thread(slots: Budget, threads: ThreadPoolExecutor, work: Callable, *args) -> Any:
+        """`work(*args)` in one of `threads`, once one of `slots` is free (a 503 if none is within `wait`)."""
+        async with slots.reserve(1):
+            return await asyncio.get_running_loop().run_in_executor(threads, work, *args)
 
     def finished(task: asyncio.Future) -> None:
         decoding.discard(task)
