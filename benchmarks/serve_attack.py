@@ -180,43 +180,32 @@ class Phase:
         }
 
 
-def bomb_attack(url: str, deadline: float) -> None:
-    files = bombs()
+def post_in_turn(url: str, deadline: float, files: list[tuple[str, bytes]], clients: int) -> None:
+    """`clients` threads posting `files` (name, bytes) in turn until the deadline."""
 
     def client(i: int) -> None:
         with httpx2.Client(base_url=url, timeout=30) as http:
             while time.monotonic() < deadline:
+                name, data = files[i % len(files)]
                 try:
-                    http.post("/predict", files={"file": ("bomb.png", files[i % len(files)], "image/png")})
+                    http.post("/predict", files={"file": (name, data, "application/octet-stream")})
                 except httpx2.HTTPError:
                     pass
                 i += 1
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(BOMB_CLIENTS)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+
+
+def bomb_attack(url: str, deadline: float) -> None:
+    post_in_turn(url, deadline, [("bomb.png", data) for data in bombs()], BOMB_CLIENTS)
 
 
 def metadata_flood_attack(url: str, deadline: float) -> None:
-    files = [(kind, sized(kind, FLOOD_SIZE)) for kind in FLOODS]
-
-    def client(i: int) -> None:
-        with httpx2.Client(base_url=url, timeout=30) as http:
-            while time.monotonic() < deadline:
-                kind, data = files[i % len(files)]
-                try:
-                    http.post("/predict", files={"file": (kind, data, "application/octet-stream")})
-                except httpx2.HTTPError:
-                    pass
-                i += 1
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(FLOOD_CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    post_in_turn(url, deadline, [(kind, sized(kind, FLOOD_SIZE)) for kind in FLOODS], FLOOD_CLIENTS)
 
 
 def hold_sockets(url: str, deadline: float, count: int, opening: bytes, trickle: bytes | None, total: int = 0) -> None:
