@@ -86,7 +86,7 @@ class Limits:
     large_decode_nice: int = 10  # ... at this lower priority (Linux), so that small requests go first
     decoders: int = 4  # threads that parse and decode uploads (besides the large decodes' own)
     decode_timeout: float = 10  # seconds a request waits for its image to be parsed and decoded, then 503
-    wait: float = 2  # seconds a request waits for its share of `memory` or `large_decodes` before a 503
+    wait: float = 2  # seconds a request waits for its share of `memory`, `decoders` or `large_decodes`, then 503
     log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
 
 
