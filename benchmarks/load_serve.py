@@ -27,9 +27,6 @@ from pathlib import Path
 import httpx2
 from PIL import Image
 
-from tinymnist.checkpoint import save_json
-from tinymnist.results import machine
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from drawn_digits import render  # noqa: E402  (the test suite's programmatically drawn digits)
@@ -132,6 +129,8 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=100, help="stop sending after this long (default: 100)")
     parser.add_argument("--out", default="results/serve_load.json")
     args = parser.parse_args()
+    from tinymnist.checkpoint import save_json  # here: torch, which the spawned clients need not import
+    from tinymnist.results import machine
 
     load_before = round(os.getloadavg()[0], 2)  # other work on the machine slows the figures down
     server, url = start_server(args.checkpoint)

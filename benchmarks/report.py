@@ -189,8 +189,8 @@ def serve_attack_table(path: Path) -> str:
     quiet = r["phases"]["quiet"]["good_requests_per_second"]
     rows = [
         "| phase | attack | good requests/s (of quiet) | good p50 | good p99 | good answered right | /health answered "
-        "| server memory before → peak → after |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| /health slowest | server memory before → peak → after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, p in r["phases"].items():
         lat, mem, health = p["good_latency_ms"], p["server_rss_mib"], p["health"]
@@ -198,7 +198,8 @@ def serve_attack_table(path: Path) -> str:
             f"| {name} | {r['attacks'].get(name, 'none')} | {p['good_requests_per_second']:.1f} "
             f"({p['good_requests_per_second'] / quiet:.0%}) | {lat['p50']:.0f} ms | {lat['p99']:.0f} ms "
             f"| {p['good_requests'] - p['wrong_or_failed']:,} of {p['good_requests']:,} "
-            f"| {health['answered']} of {health['asked']} | {mem['before']} → {mem['peak']} → {mem['after']} MiB |"
+            f"| {health['answered']} of {health['asked']} | {health['slowest_ms']:.0f} ms "
+            f"| {mem['before']} → {mem['peak']} → {mem['after']} MiB |"
         )
     mem, load = r["server_rss_mib"], r["load_average_before"]
     met = ", ".join(f"{k.replace('_', ' ')}: {'yes' if v else 'NO'}" for k, v in r["targets"].items())

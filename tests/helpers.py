@@ -62,3 +62,6 @@ def paused_at_epoch(argv: list[str], epoch: int, ready: Path, **popen) -> subpro
     while not ready.exists() and proc.poll() is None:
         time.sleep(0.02)
     return proc
+
+
+LOCAL = "http://localhost"  # a TestClient's base URL for `serve`'s app, which answers to loopback host names only

@@ -11,6 +11,7 @@ from PIL import Image, ImageFile
 
 import tinymnist
 from drawing import draw_digit, photo_of
+from helpers import LOCAL
 from tinymnist import images
 from tinymnist.cli import main
 from tinymnist.serve import create_app
@@ -119,7 +120,7 @@ def test_corrupt_files_in_the_api_cli_and_server(trained_checkpoint, tmp_path, c
     lines = err.splitlines()
     assert len(lines) == len(bad) + 1 and all(str(tmp_path / n) in line for n, line in zip(bad, lines, strict=False))
 
-    client = TestClient(create_app(trained_checkpoint))
+    client = TestClient(create_app(trained_checkpoint), base_url=LOCAL)
     for name, data in bad.items():
         answer = client.post("/predict", files={"file": (name, data, "application/octet-stream")})
         assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{name}: ")

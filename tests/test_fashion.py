@@ -12,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers import subset
+from helpers import LOCAL, subset
 from tinymnist import checkpoint, data, images, training
 from tinymnist.cli import main
 from tinymnist.evaluation import evaluate
@@ -120,7 +120,7 @@ def test_predict_and_serve_name_the_article(fashion_run, fashion, tmp_path, caps
     agree = np.mean([a["digit"] == int(p) for a, p in zip(answers, direct.predictions, strict=True)])
     assert agree >= 0.75  # photos of test images are read as the images are (a weak model: some flip)
 
-    client = TestClient(create_app(fashion_run))
+    client = TestClient(create_app(fashion_run), base_url=LOCAL)
     body = client.post("/predict", files={"file": ("coat.png", product_photo(fashion.test_images[0]))}).json()
     assert body["label"] == FASHION.classes[body["digit"]] == answers[0]["label"]
 

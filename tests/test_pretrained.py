@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT
 from drawing import draw_digit
+from helpers import LOCAL
 from tinymnist import checkpoint, models, pretrained, recipes
 from tinymnist.cli import main
 from tinymnist.evaluation import evaluate
@@ -62,7 +63,7 @@ def test_commands_take_a_shipped_name(shipped, tmp_path, mnist_dir, capsys):
     assert "--out" in capsys.readouterr().err
     assert main(["export", "fixture2", "--format", "torchscript", "--out", "f.pt", "--data-dir", str(mnist_dir)]) == 0
     assert (tmp_path / "f.pt").is_file()
-    client = TestClient(create_app("fixture2"))
+    client = TestClient(create_app("fixture2"), base_url=LOCAL)
     assert client.get("/health").json()["model"] == "seed"
 
 

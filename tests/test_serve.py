@@ -11,6 +11,7 @@ import resource
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from tempfile import SpooledTemporaryFile
@@ -22,13 +23,14 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from drawn_digits import render
+from helpers import LOCAL
 from tinymnist import cli, images
 from tinymnist.serve import MAX_BODY, create_app
 
 
 @pytest.fixture(scope="module")
 def client(trained_checkpoint) -> TestClient:
-    return TestClient(create_app(trained_checkpoint))
+    return TestClient(create_app(trained_checkpoint), base_url=LOCAL)
 
 
 def upload(client: TestClient, data: bytes, name: str = "digit.png", field: str = "file", query: str = ""):
@@ -158,6 +160,66 @@ def test_large_uploads_stay_in_memory(client, monkeypatch):
     data = png(noise)
     assert len(data) > 2 << 20
     assert upload(client, data).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::2]:80"])
+def test_requests_for_other_host_names_are_refused(client, host):
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 gets 400, not answers."""
+    answer = client.get("/health", headers={"host": host})
+    assert answer.status_code == 400 and answer.headers["connection"] == "close"
+    assert "answers to the host names 127.0.0.1, ::1, localhost, not " in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8000", "127.0.0.1:8000", "[::1]:8000"])
+def test_loopback_host_names_are_served(client, host):
+    assert client.get("/health", headers={"host": host}).status_code == 200
+
+
+def test_host_names_follow_the_listening_address(trained_checkpoint):
+    on_lan = TestClient(create_app(trained_checkpoint, host="192.168.1.5"), base_url="http://192.168.1.5:8000")
+    assert on_lan.get("/health").status_code == 200
+    assert on_lan.get("/health", headers={"host": "evil.example"}).status_code == 400
+    everywhere = TestClient(create_app(trained_checkpoint, host="0.0.0.0"), base_url="http://digits.example.org")
+    assert everywhere.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/docs", "/static/app.js", "/openapi.json", "/nothing", "/predict"])
+def test_every_answer_forbids_sniffing_and_framing(client, path):
+    headers = client.get(path).headers
+    assert headers["x-content-type-options"] == "nosniff"
+    policy = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy and "unsafe" not in policy
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_one_warning_line_when_listening_beyond_loopback(trained_checkpoint, host, warned):
+    code = (
+        "import uvicorn; uvicorn.Server.run = lambda self, sockets: None\n"  # start, but do not serve
+        f"from tinymnist import serve; serve.serve({str(trained_checkpoint)!r}, host={host!r}, port=0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if warned:
+        assert done.stderr.startswith(f"tinymnist: warning: listening on {host}, open to other machines")
+        assert done.stderr.count("\n") == 1
+    else:
+        assert done.stderr == ""
+
+
+def test_importing_serve_changes_no_global_state():
+    """Nothing process-wide is set on import: Starlette's parser, logging, warnings (issue 23).
+    The libraries it uses are imported first: torch and numpy set warnings filters of their own."""
+    code = """
+import logging, warnings
+import fastapi, numpy, PIL.Image, torch, uvicorn
+from starlette.formparsers import MultiPartParser
+def state():
+    root = logging.getLogger()
+    return MultiPartParser.spool_max_size, root.level, list(root.handlers), list(warnings.filters)
+before = state()
+import tinymnist.serve
+assert state() == before, (before, state())
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_page_and_docs(client):
@@ -319,16 +381,69 @@ def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
         assert predict_seven(url) == 7
 
 
+def multipart(data: bytes) -> bytes:
+    """An upload of `data` as the file, headers and body, in the boundary of `upload_head`."""
+    end = b"\r\n--b--\r\n"
+    body_start = upload_head(0).split(b"\r\n\r\n", 1)[1]
+    return upload_head(len(body_start) + len(data) + len(end)) + data + end
+
+
+@pytest.mark.slow  # a server process
+def test_a_pipelined_request_in_progress_is_not_idle(trained_checkpoint):
+    """/health and an upload sent together: once /health is answered, the upload is in progress,
+    not waiting for headers, so the header deadline (1 s) does not close it while it sends its body."""
+    with server(trained_checkpoint, header_timeout=1, body_timeout=30) as (url, _):
+        s = connect(url)
+        upload = multipart(render(7))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + upload[:-100])
+        time.sleep(2)
+        s.sendall(upload[-100:] + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answers = until_closed(s)
+        assert answers.count(b"HTTP/1.1 200 OK") == 3 and b'"digit":7' in answers
+
+
+@pytest.mark.slow  # a server process
+def test_a_negative_chunk_size_is_one_warning_line(trained_checkpoint):
+    """The app may be answering already when the bad chunk is read: 400, closed, no traceback."""
+    with server(trained_checkpoint) as (url, process):
+        s = connect(url)
+        s.sendall(b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n")
+        assert until_closed(s).startswith(b"HTTP/1.1 400 ")
+        assert httpx2.get(f"{url}health", timeout=30).status_code == 200
+    log = process.stderr.read()
+    assert "Invalid HTTP request" in log and "Traceback" not in log and "Exception in ASGI" not in log
+
+
+@pytest.mark.slow  # a server process
+def test_content_length_and_transfer_encoding_together_close_the_connection(trained_checkpoint):
+    """RFC 9112 6.1: the request is answered (by its chunked body), then the connection closed:
+    the request pipelined after it is not answered."""
+    with server(trained_checkpoint) as (url, _):
+        s = connect(url)
+        body = multipart(render(7)).split(b"\r\n\r\n", 1)[1]
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(body)
+            + body
+            + b"\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        answers = until_closed(s)
+        assert answers.count(b"HTTP/1.1 ") == 1 and b'"digit":7' in answers
+        assert b"connection: close" in answers.lower()
+
+
 @pytest.mark.slow  # a server process
 def test_memory_budget_answers_503(trained_checkpoint):
-    """A 1 MiB budget: an upload of 400 KB holds 800 KB of it until it ends; a second one waits,
-    then gets 503 with Retry-After; a small drawn digit fits beside and is answered."""
-    with server(trained_checkpoint, memory=1 << 20, wait=0.5, body_timeout=30) as (url, _):
+    """A 4 MiB budget: an upload of 1.5 MB holds 3 MB of it until it ends; a second one waits,
+    then gets 503 with Retry-After; a small drawn digit (its upload, metadata and pixels) fits
+    beside and is answered."""
+    with server(trained_checkpoint, memory=4 << 20, wait=0.5, body_timeout=30) as (url, _):
         holder = connect(url)
-        holder.sendall(upload_head(400_000))
+        holder.sendall(upload_head(1_500_000))
         assert httpx2.get(f"{url}health", timeout=30).status_code == 200  # the holder is being served
         second = connect(url)
-        second.sendall(upload_head(400_000))
+        second.sendall(upload_head(1_500_000))
         answer = until_closed(second)
         assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer.lower()
         assert b"busy" in answer

@@ -117,3 +117,21 @@ def test_docs_render_offline(page, server_url):
     expect(page.locator(".opblock-summary-path", has_text="/health")).to_be_visible()
     page.unroute("**/*")
     assert elsewhere == []
+
+
+def test_page_and_docs_work_under_the_content_security_policy(page, server_url):
+    """The server's Content-Security-Policy blocks nothing the page or the API docs need."""
+    fresh = page.context.browser.new_page()
+    blocked = []
+    fresh.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    answer = fresh.goto(server_url)
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    draw(fresh, 7)
+    expect(fresh.locator("#digit")).to_have_text("7")
+    expect(fresh.locator("#maps canvas")).to_have_count(16)
+    fresh.goto(f"{server_url}docs")
+    expect(fresh.locator(".opblock-summary-path", has_text="/predict")).to_be_visible()
+    fresh.locator(".opblock-summary-path", has_text="/predict").click()
+    expect(fresh.locator(".opblock-body")).to_be_visible()
+    fresh.close()
+    assert blocked == []

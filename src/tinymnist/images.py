@@ -14,9 +14,10 @@ import io
 import os
 import re
 import stat
+import struct
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from math import ceil
 from pathlib import Path
@@ -35,6 +36,10 @@ WORK_SIDE = 512  # images are downscaled to at most this side before any process
 MIN_CONTRAST = 32  # ink must differ from the paper by this much (of 255) to count as ink
 INK_THRESHOLD = 0.25  # fraction of the strongest ink that counts for the bounding box
 TRIM_THRESHOLD = 0.05  # articles: differing from the background by 5% counts (Fashion-MNIST's trim)
+MAX_METADATA_BYTES = 1024 * 1024  # metadata (segments, chunks, tags, extensions) in all, wherever it is
+MAX_SEGMENTS = 1024  # metadata segments, chunks, tags or extension blocks in all
+PIECE_BYTES = 64  # beyond MAX_SEGMENTS pieces (image data chunks, sub-blocks, junk), the size they must average
+KEPT_PER_SEGMENT = 512  # bytes of Python objects Pillow keeps for a metadata segment, at most (TIFF tags: ~300)
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 PILLOW = os.path.dirname(Image.__file__)  # warnings from files here are Pillow's
 WARNINGS = threading.Lock()  # warnings.catch_warnings swaps process-wide state: one thread at a time
@@ -52,6 +57,178 @@ def decoded_bytes(img: Image.Image) -> int:
     return img.width * img.height * per_pixel
 
 
+SEGMENT, PIECE = "segment", "piece"  # what a format's walker yields, with a count and a size in bytes
+Walk = Iterator[tuple[str, int, int]]
+
+
+def jpeg_segments(data: bytes) -> Walk:
+    """Marker segments up to the first scan (Pillow reads them one by one in Python); junk and
+    fill bytes between them are pieces."""
+    pos = 2
+    while pos < len(data):
+        marker = data.find(b"\xff", pos)
+        if marker < 0:
+            return
+        if marker > pos:
+            yield PIECE, marker - pos, marker - pos
+        pos = marker + 1
+        while pos < len(data) and data[pos] == 0xFF:  # fill bytes
+            yield PIECE, 1, 1
+            pos += 1
+        if pos >= len(data) or data[pos] in (0xD9, 0xDA):  # end of image, start of scan: the image data
+            return
+        kind, pos = data[pos], pos + 1
+        if kind in (0x00, 0x01) or 0xD0 <= kind <= 0xD8:  # no length: escaped 0xFF, TEM, RSTn, SOI
+            yield PIECE, 1, 1
+            continue
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        yield SEGMENT, 1, length
+        pos += length
+
+
+def png_chunks(data: bytes) -> Walk:
+    """Every chunk (Pillow keeps private ones, before and after the image data): IDAT/fdAT are image data."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        yield (PIECE if kind in (b"IDAT", b"fdAT") else SEGMENT), 1, length
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
+def gif_blocks(data: bytes) -> Walk:
+    """Extension blocks up to the first image, and their sub-blocks (each read on its own)."""
+    flags = data[10] if len(data) > 10 else 0
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while pos + 1 < len(data) and data[pos] == 0x21:  # an extension
+        pos, size = pos + 2, 0
+        while pos < len(data) and data[pos]:
+            yield PIECE, 1, data[pos]
+            size += data[pos]
+            pos += data[pos] + 1
+        yield SEGMENT, 1, size
+        pos += 1
+
+
+TIFF_TYPE_BYTES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+    16: 8,
+    17: 8,
+    18: 8,
+}
+TIFF_SUB_IFDS = (34665, 34853, 40965)  # Exif, GPS, Interoperability
+TIFF_IMAGE_DATA = (273, 324)  # strip and tile offsets: one piece of image data each
+
+
+def tiff_tags(data: bytes) -> Walk:
+    """The tags of the first directory and of the Exif/GPS directories it points to (Pillow reads each value)."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"\x2b\x00", b"\x00\x2b")  # BigTIFF: 8-byte counts and offsets
+    entry, count_at, first = ("HHQQ", "Q", data[8:16]) if big else ("HHII", "H", data[4:8])
+    entry_size, count_size = struct.calcsize(order + entry), struct.calcsize(order + count_at)
+    directories, seen = [int.from_bytes(first, "little" if order == "<" else "big")], set()
+    while directories:
+        pos = directories.pop()
+        if pos in seen or pos + count_size > len(data):
+            continue
+        seen.add(pos)
+        (entries,) = struct.unpack(order + count_at, data[pos : pos + count_size])
+        pos += count_size
+        for _ in range(entries):
+            if pos + entry_size > len(data):
+                return
+            tag, kind, count, value = struct.unpack(order + entry, data[pos : pos + entry_size])
+            pos += entry_size
+            size = count * TIFF_TYPE_BYTES.get(kind, 1)
+            if tag in TIFF_IMAGE_DATA:
+                yield PIECE, count, len(data)  # one piece of image data per strip or tile
+            else:
+                yield SEGMENT, 1, size
+            if tag in TIFF_SUB_IFDS:
+                directories.append(value)
+
+
+def webp_chunks(data: bytes) -> Walk:
+    """RIFF chunks: VP8, VP8L, ALPH and animation frames are image data."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack("<4sI", data[pos : pos + 8])
+        yield (PIECE if kind in (b"VP8 ", b"VP8L", b"ALPH", b"ANMF") else SEGMENT), 1, length
+        pos += 8 + length + (length & 1)
+
+
+def bmp_header(data: bytes) -> Walk:
+    """The bytes before the pixels beyond the headers (the palette); RLE codes (Pillow decodes them in Python)."""
+    if len(data) < 30:
+        return
+    start, header = struct.unpack("<II", data[10:18])
+    yield SEGMENT, 1, max(0, start - 14 - header)
+    if header >= 40 and len(data) >= 34:
+        width, height, _, _, compression = struct.unpack("<iiHHI", data[18:34])
+        if compression in (1, 2):  # RLE8, RLE4: two bytes a code; more codes than pixels and rows is a flood
+            codes = max(0, len(data) - start) // 2
+            yield PIECE, max(0, codes - abs(width * height) - abs(height)), 0
+
+
+WALKERS: dict[bytes, Callable[[bytes], Walk]] = {  # by the file's first bytes, for every format in FORMATS
+    b"\xff\xd8": jpeg_segments,
+    b"\x89PNG\r\n\x1a\n": png_chunks,
+    b"GIF87a": gif_blocks,
+    b"GIF89a": gif_blocks,
+    b"II*\x00": tiff_tags,
+    b"MM\x00*": tiff_tags,
+    b"II+\x00": tiff_tags,
+    b"MM\x00+": tiff_tags,
+    b"RIFF": webp_chunks,
+    b"BM": bmp_header,
+}
+
+
+def check_metadata(data: bytes, name: str) -> int:
+    """Refuse a file whose metadata is out of all proportion to its image: over MAX_SEGMENTS segments
+    or MAX_METADATA_BYTES of metadata, or image data and junk in pieces averaging under PIECE_BYTES.
+
+    Pillow walks segments and chunks one by one in Python and keeps some of them (JPEG comments and
+    APPn segments, PNG private chunks): millions of tiny ones take seconds and hundreds of MB. The
+    walk here stops at the first bound passed, so it costs at most a few thousand steps.
+    Returns the most memory Pillow keeps of the metadata (`serve` counts it against its budget):
+    the bytes twice (JPEG keeps APPn segments in `info` and in `applist`) and objects for each segment.
+    """
+    walk = next((w for magic, w in WALKERS.items() if data.startswith(magic)), None)
+    segments = metadata = pieces = piece_bytes = 0
+    try:
+        for kind, count, size in walk(data) if walk else ():
+            if kind == SEGMENT:
+                segments, metadata = segments + count, metadata + size
+            else:
+                pieces, piece_bytes = pieces + count, piece_bytes + size
+            if segments > MAX_SEGMENTS:
+                raise ImageError(f"{name}: metadata out of proportion: over {MAX_SEGMENTS:,} segments, chunks or tags")
+            if metadata > MAX_METADATA_BYTES:
+                raise ImageError(f"{name}: metadata out of proportion: over {MAX_METADATA_BYTES:,} bytes")
+            if pieces > MAX_SEGMENTS + piece_bytes // PIECE_BYTES:
+                raise ImageError(
+                    f"{name}: out of proportion: over {MAX_SEGMENTS:,} pieces of image data or junk "
+                    f"(chunks, blocks, codes, bytes) averaging under {PIECE_BYTES} bytes"
+                )
+    except (struct.error, IndexError):  # cut short: Pillow says what is wrong with it
+        pass
+    return 2 * metadata + KEPT_PER_SEGMENT * segments
+
+
 def open_image(data: bytes, name: str = "image") -> Image.Image:
     """The image's header, checked against the limits; no pixels are decoded yet (see `load`).
 
@@ -61,6 +238,7 @@ def open_image(data: bytes, name: str = "image") -> Image.Image:
         raise ImageError(f"{name}: empty file")
     if len(data) > MAX_BYTES:
         raise ImageError(f"{name}: file of {len(data):,} bytes is over the {MAX_BYTES:,}-byte limit")
+    check_metadata(data, name)
     try:
         with pillow_warnings_as_errors(name):
             img = Image.open(io.BytesIO(jpeg_to_decode(data, name)), formats=FORMATS)
@@ -184,7 +362,9 @@ def scan_floor_bits(progressive: bool, width: int, height: int, sampling: dict, 
         h, v = sampling[ids[0]]
         blocks = ceil(ceil(width * h / hmax) / 8) * ceil(ceil(height * v / vmax) / 8)
     else:  # interleaved: whole MCUs, each of every component's h x v blocks
-        blocks = ceil(width / (8 * hmax)) * ceil(height / (8 * vmax)) * sum(sampling[c][0] * sampling[c][1] for c in ids)
+        blocks = (
+            ceil(width / (8 * hmax)) * ceil(height / (8 * vmax)) * sum(sampling[c][0] * sampling[c][1] for c in ids)
+        )
     return blocks * (1 if progressive else 2)
 
 

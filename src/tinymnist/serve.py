@@ -9,38 +9,46 @@ the Swagger UI files bundled by fastapi-offline: nothing is fetched from elsewhe
 The server stays up and bounded under hostile clients (docs/serve.md): every bound is in `Limits`.
 uvicorn lacks a deadline for request headers and a connection cap that sheds idle connections,
 so `GuardedH11` adds them to its HTTP/1.1 protocol; `Guard` (ASGI middleware) bounds request
-bodies in size, time and memory; two `Budget`s bound the memory and the large decodes of all
-requests at once.
+bodies in size, time and memory; `Budget`s bound the memory, the decoder threads and the large
+decodes of all requests at once. Everything that parses an upload runs in the decoder threads,
+under a time limit, so the event loop (and with it `/health` and the page) never waits on it.
 """
 
 import asyncio
+import base64
 import contextlib
 import ctypes
+import hashlib
+import ipaddress
 import logging
 import os
+import re
 import socket
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import h11
 import torch
 import uvicorn
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
-from starlette.formparsers import MultiPartParser
+from starlette.datastructures import FormData, Headers
+from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -55,10 +63,9 @@ MAX_BODY = images.MAX_BYTES + 64 * 1024  # the largest image file plus room for 
 TOO_LARGE = f"request body over the {MAX_BODY:,}-byte limit (images: {images.MAX_BYTES:,})"
 FIELD = "file"  # the multipart form field that carries the image
 STATIC = Path(__file__).parent / "static"
+DOCS_STATIC = "/static-offline-docs"  # where fastapi-offline serves Swagger UI's files
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MiB = 1024 * 1024
-
-# Starlette spools uploads over 1 MiB to a temporary file; keep every allowed upload in memory.
-MultiPartParser.spool_max_size = MAX_BODY
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,40 @@ class Limits:
     large_decode: int = 4 * MiB  # decoded pixels over this make a large decode ...
     large_decodes: int = 1  # ... and this many run at once (each takes a core for a while) ...
     large_decode_nice: int = 10  # ... at this lower priority (Linux), so that small requests go first
-    wait: float = 2  # seconds a request waits for its share of `memory` or `large_decodes` before a 503
+    decoders: int = 4  # threads that parse and decode uploads (besides the large decodes' own)
+    decode_timeout: float = 10  # seconds a request waits for its image to be parsed and decoded, then 503
+    wait: float = 2  # seconds a request waits for its share of `memory`, `decoders` or `large_decodes`, then 503
     log_lines: int = 30  # log lines a minute at most; the rest are counted, and the count is logged
+
+
+class InMemoryParser(MultiPartParser):
+    spool_max_size = MAX_BODY  # Starlette spools parts over 1 MiB to a temporary file: keep every upload in memory
+
+
+class InMemoryRequest(Request):
+    """A request whose multipart form is parsed by `InMemoryParser`; the rest as Starlette does."""
+
+    async def _get_form(self, **options) -> FormData:
+        content_type, _ = parse_options_header(self.headers.get("content-type"))
+        if self._form is None and content_type == b"multipart/form-data":
+            try:
+                async with aclosing(self.stream()) as stream:
+                    self._form = await InMemoryParser(self.headers, stream, **options).parse()
+            except MultiPartException as e:
+                raise HTTPException(400, e.message) from None
+        return await super()._get_form(**options)
+
+
+class InMemoryRoute(APIRoute):
+    """The app's routes get an `InMemoryRequest`: the uploads of this app alone are kept in memory."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[None, None, Response]]:
+        handler = super().get_route_handler()
+
+        async def in_memory(request: Request) -> Response:
+            return await handler(InMemoryRequest(request.scope, request.receive))
+
+        return in_memory
 
 
 class Prediction(BaseModel):
@@ -165,8 +204,75 @@ def problem(status: int, detail: str, close: bool = False) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+def adding(headers: list[tuple[bytes, bytes]], send: Send) -> Send:
+    """`send`, with `headers` added to the response."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+
+    return send_with_headers
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without the port: "[::1]:8000" is "::1", "Localhost:80" "localhost"."""
+    name = header.split("]")[0][1:] if header.startswith("[") else header.rsplit(":", 1)[0]
+    return name.lower()
+
+
+def answers_to(host: str) -> frozenset[str] | None:
+    """The Host names a server listening on `host` answers to: the loopback names and `host`
+    itself; any (None) when it listens on every address, where its names are not known."""
+    if host in ("", "0.0.0.0", "::"):
+        return None
+    return LOOPBACK_NAMES | {host.lower()}
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def content_security_policy(docs: bytes) -> str:
+    """Everything from this server only, nothing framing it; the API docs' one inline script by its hash."""
+    scripts = re.findall(rb"<script>(.*?)</script>", docs, re.DOTALL)
+    hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in scripts)
+    return (
+        f"default-src 'self'; script-src 'self'{hashes}; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+class Secure:
+    """Answer only requests for this server's host names (a web page that rebinds its own name to
+    127.0.0.1 gets 400, not the answers), and send every answer with the headers that stop browsers
+    from guessing content types and other sites from framing the page."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None, policy: str) -> None:
+        self.app, self.hosts = app, hosts
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"content-security-policy", policy.encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        send = adding(self.headers, send)
+        name = host_name(Headers(scope=scope).get("host", ""))
+        if self.hosts is not None and name and name not in self.hosts:  # no Host at all: HTTP/1.0, not a browser
+            names = ", ".join(sorted(self.hosts))
+            detail = f"this server answers to the host names {names}, not {name!r} (serve --host NAME adds one)"
+            return await problem(400, detail, close=True)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class Guard:
     """Bound each request's upload: size (413, read no further), time (408) and memory (503).
+    A request with both Content-Length and Transfer-Encoding (a smuggling attempt) closes the connection.
 
     A declared Content-Length over MAX_BODY is refused before any of the body is read; a body
     without one (chunked) is counted as it arrives. Before the body is read, twice its declared
@@ -180,6 +286,8 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
+        if "content-length" in headers and "transfer-encoding" in headers:  # RFC 9112 6.1: answer, then close
+            send = adding([(b"connection", b"close")], send)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY:
             return await problem(413, TOO_LARGE, close=True)(scope, receive, send)
@@ -227,21 +335,71 @@ def digit_of(img: Image.Image, framing: str, name: str) -> torch.Tensor:
         img.close()
 
 
-def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
-    """The app serving the model of a run folder, checkpoint file or shipped model (loaded here, once)."""
+def create_app(run: str | Path, limits: Limits = Limits(), host: str = "127.0.0.1") -> FastAPI:
+    """The app serving the model of a run folder, checkpoint file or shipped model (loaded here, once),
+    to requests for `host` (the address it listens on) or a loopback name."""
     model, ckpt = pretrained.load_model(run)
     name, parameters = ckpt["model"], count_parameters(model)
     spec = trained_on(ckpt, run)
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     budget = Budget("bytes of memory", limits.memory, limits.wait)
+    decoders = Budget("image decoders", limits.decoders, limits.wait)
     large_decodes = Budget("large decodes", limits.large_decodes, limits.wait)  # each takes a core
+    pool = ThreadPoolExecutor(limits.decoders, "decode")
     large_pool = ThreadPoolExecutor(limits.large_decodes, "large-decode", lower_priority, (limits.large_decode_nice,))
+    decoding: set[asyncio.Future] = set()  # decodes running, also those whose requests gave up waiting
+
+    async def digit_in(data: bytes, filename: str) -> torch.Tensor:
+        """Parse the upload, then decode and preprocess its pixels, in the decoder threads; the memory
+        Pillow keeps of the metadata, then the decoded pixels, are reserved from the budget first."""
+        kept = await in_thread(decoders, pool, images.check_metadata, data, filename)
+        async with budget.reserve(kept):
+            img = await in_thread(decoders, pool, images.open_image, data, filename)  # checks the limits
+            size = images.decoded_bytes(img)
+            slots, threads = (large_decodes, large_pool) if size > limits.large_decode else (decoders, pool)
+            async with slots.reserve(1), budget.reserve(size):
+                return await asyncio.get_running_loop().run_in_executor(threads, digit_of, img, spec.framing, filename)
+
+    async def in_thread(slots: Budget, threads: ThreadPoolExecutor, work: Callable, *args) -> Any:
+        """`work(*args)` in one of `threads`, once one of `slots` is free (a 503 if none is within `wait`)."""
+        async with slots.reserve(1):
+            return await asyncio.get_running_loop().run_in_executor(threads, work, *args)
+
+    def finished(task: asyncio.Future) -> None:
+        decoding.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, also when the request gave up waiting: nothing logged
+
+    async def within_time_limit(work: Coroutine, filename: str) -> torch.Tensor:
+        """`work`'s result, or Busy after `decode_timeout`; `work` then goes on to its end in the
+        background, holding its thread and its shares of the budgets, so that they stay bounded."""
+        task = asyncio.ensure_future(work)
+        decoding.add(task)
+        task.add_done_callback(finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), limits.decode_timeout)
+        except asyncio.TimeoutError:
+            raise Busy(f"{filename}: not decoded within {limits.decode_timeout:g} s") from None
+
     app = FastAPIOffline(
         title="tinymnist",
         summary=f"Handwritten digit recognition with the {name} network ({parameters:,} parameters).",
+        docs_url=None,  # below: the same page, known here, so that its inline script can be allowed by hash
         redoc_url=None,
+        static_url=DOCS_STATIC,
     )
+    docs = bytes(
+        get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon.png",
+        ).body
+    )
+    app.router.route_class = InMemoryRoute
     app.add_middleware(Guard, budget=budget, limits=limits)
+    app.add_middleware(Secure, hosts=answers_to(host), policy=content_security_policy(docs))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -255,11 +413,15 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
         return problem(503, str(exc))
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
+    async def page() -> FileResponse:  # async, as /health: on the event loop, never behind busy threads
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        return HTMLResponse(docs)
+
     @app.get("/health", summary="Liveness")
-    def health() -> Health:
+    async def health() -> Health:
         return Health(status="ok", model=name, parameters=parameters)
 
     @app.post(
@@ -275,14 +437,7 @@ def create_app(run: str | Path, limits: Limits = Limits()) -> FastAPI:
         filename = file.filename or "upload"
         data = await file.read(images.MAX_BYTES + 1)
         try:
-            img = images.open_image(data, filename)  # the header only: the limits are checked before decoding
-            size = images.decoded_bytes(img)
-            large = size > limits.large_decode
-            async with large_decodes.reserve(int(large)), budget.reserve(size):
-                pool = large_pool if large else None  # None: asyncio's default threads
-                digit_image = await asyncio.get_running_loop().run_in_executor(
-                    pool, digit_of, img, spec.framing, filename
-                )
+            digit_image = await within_time_limit(digit_in(data, filename), filename)
         except images.ImageError as e:
             raise HTTPException(413 if len(data) > images.MAX_BYTES else 422, str(e)) from None
         batch = digit_image.unsqueeze(0)
@@ -347,9 +502,21 @@ class GuardedH11(H11Protocol):
     def on_response_complete(self) -> None:
         if self.conn.their_state is h11.SEND_BODY:  # answered before the upload ended (an error): close
             self.transport.close()
-        super().on_response_complete()
-        if not self.transport.is_closing():
+        super().on_response_complete()  # may start on a pipelined request already received
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:  # only then is it idle
             self.wait_for_request()
+
+    def send_400_response(self, msg: str) -> None:
+        """A malformed request (say, a negative chunk size): uvicorn answers 400 and closes, and the
+        app, if it is on this request, must not answer too (h11 would refuse, and uvicorn log a traceback)."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's receive() says so, and what it sends is dropped
+            cycle.message_event.set()
+            if cycle.response_started:  # too late for a 400
+                self.transport.close()
+                return
+        super().send_400_response(msg)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.idle.pop(self, None)
@@ -433,7 +600,7 @@ def listen(host: str, port: int, limits: Limits = Limits()) -> socket.socket:
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
     """Load the model, print the URL to open, and serve until interrupted."""
-    app = create_app(run, limits)
+    app = create_app(run, limits, host)
     sock = listen(host, port, limits)
     bound = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
@@ -441,6 +608,13 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     protocol = type("Protocol", (GuardedH11,), guarded)
     log_rate_limited(limits.log_lines)
     return_freed_memory()
+    if not is_loopback(host):
+        print(
+            f"tinymnist: warning: listening on {host}, open to other machines: put a reverse proxy in front "
+            "(TLS, rate limits; docs/serve.md)",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"tinymnist: serving {run} at {url} (API docs: {url}docs); Ctrl+C stops", flush=True)
     config = uvicorn.Config(
         app,
