@@ -130,6 +130,6 @@ def test_corrupt_files_in_the_api_cli_and_server(trained_checkpoint, tmp_path, c
 def test_jpeg_with_a_flood_of_segments_is_refused_before_pillow_walks_them():
     data = jpeg(DIGIT)
     flood = data[:2] + b"\xff\xfe\x00\x02" * 5000 + data[2:]  # 5,000 empty comments
-    with pytest.raises(images.ImageError, match="x.jpg: corrupt JPEG: over 4,096 segments"):
+    with pytest.raises(images.ImageError, match=r"x.jpg: .* over [\d,]+ segments"):
         images.decode(flood, "x.jpg")
     images.decode(data[:2] + b"\xff\xfe\x00\x02" * 100 + data[2:])  # a hundred are fine

@@ -43,7 +43,6 @@ KEPT_PER_SEGMENT = 512  # bytes of Python objects Pillow keeps for a metadata se
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 PILLOW = os.path.dirname(Image.__file__)  # warnings from files here are Pillow's
 WARNINGS = threading.Lock()  # warnings.catch_warnings swaps process-wide state: one thread at a time
-MAX_JPEG_SEGMENTS = 4096  # a real JPEG has a few dozen (ICC profiles in up to 255 parts); floods are refused
 JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the marker that ends a scan's entropy-coded data
 
 
@@ -313,7 +312,7 @@ def jpeg_to_decode(data: bytes, name: str) -> bytes:
     if not data.startswith(b"\xff\xd8"):
         return data
     frame, scans, pos = None, [], 2
-    for _ in range(MAX_JPEG_SEGMENTS):
+    for _ in range(2 * MAX_SEGMENTS):  # check_metadata has refused floods already: a backstop
         if pos + 4 > len(data) or data[pos] != 0xFF or data[pos + 1] == 0xD9:  # the (first) end marker
             break
         marker = data[pos + 1]
@@ -329,7 +328,7 @@ def jpeg_to_decode(data: bytes, name: str) -> bytes:
             scans.append((segment, pos, found.start() if found else len(data)))
             pos = scans[-1][2]
     else:
-        raise ImageError(f"{name}: corrupt JPEG: over {MAX_JPEG_SEGMENTS:,} segments before its end")
+        raise ImageError(f"{name}: corrupt JPEG: over {2 * MAX_SEGMENTS:,} segments before its end")
     if frame is None or frame[0] not in (0xC0, 0xC1, 0xC2) or len(frame[1]) < 6:  # lossless, arithmetic, broken
         return data
     height, width = int.from_bytes(frame[1][1:3], "big"), int.from_bytes(frame[1][3:5], "big")
