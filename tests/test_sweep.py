@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -213,3 +214,24 @@ def test_a_fashion_mnist_sweep_records_its_dataset(tmp_path, capsys, fashion_dir
     capsys.readouterr()
     assert main(["sweep", str(folder), "--trials", "0", "--dataset", "mnist"]) == 2  # the study is on Fashion-MNIST
     assert "exists with other settings" in capsys.readouterr().err
+
+
+def test_importing_sweep_changes_no_global_state():
+    """Optuna's verbosity and the warnings filters are the process's own until a sweep runs."""
+    code = (
+        "import logging, warnings, optuna, torch  # torch adds filters of its own\n"
+        "before = optuna.logging.get_verbosity(), list(warnings.filters), logging.getLogger('optuna').level\n"
+        "import tinymnist.sweep\n"
+        "after = optuna.logging.get_verbosity(), list(warnings.filters), logging.getLogger('optuna').level\n"
+        "assert before == after, (before, after)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_sweep_restores_optuna_logging_and_warnings_after_it(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    filters = list(warnings.filters)
+    summary = sweep.run(tmp_path / "s", str(write_space(tmp_path)), 0, 1, None, None, None, "none", None, "cpu")
+    assert summary["states"]["COMPLETE"] == 0
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO and warnings.filters == filters

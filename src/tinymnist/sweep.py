@@ -52,8 +52,19 @@ class SweepError(TinyMnistError):
     pass
 
 
-optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module prints one line per trial itself
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, plots
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's log lines and its experimental-feature warnings (heartbeats, plots) off while a sweep
+    runs, as it prints one line per trial itself; restored after, so the rest of the process (and
+    importing this module) keeps its own logging and warnings settings."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def load_space(name_or_file: str) -> dict:
@@ -284,6 +295,7 @@ def counted(trials: list[FrozenTrial]) -> int:
     return sum(t.state in FINISHED and "rejected" not in t.user_attrs for t in trials)
 
 
+@quiet_optuna()
 def work(
     folder: Path, storage_url: str | None, study: str, trials: int, pruner: str, data_dir: str | None, device: str,
     index: int = 0,
@@ -316,6 +328,7 @@ def work(
                 return
 
 
+@quiet_optuna()
 def run(
     folder: Path, space: str | None, trials: int, workers: int, storage_url: str | None, study: str | None,
     train_images: int | None, pruner: str, data_dir: str | None, device: str, dataset: str | None = None,
