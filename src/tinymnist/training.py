@@ -164,8 +164,9 @@ def train(
     `split` names what `data`'s test tensors are ("test", or "val" for a validation split).
     `precision_request` ("auto", "bf16", "fp32") and `engine` ("auto", "eager", "graph") are resolved
     for this machine and recorded in config.json. With `resume`, training continues from
-    `out/last.pt` with the run's recorded precision and engine. `on_epoch` gets each epoch's record
-    once it is saved (an exception raised there stops the run, e.g. a sweep pruning a trial).
+    `out/last.pt` with the run's recorded precision and engine. `on_epoch` gets a copy of each epoch's
+    record (its metrics.jsonl line) once it is saved; an exception raised there stops the run and is
+    raised to the caller, with that epoch saved (a sweep pruning a trial; `--resume` continues it).
     """
     device = data.train_images.device
     progress = sys.stdout.isatty() if progress is None else progress
@@ -275,7 +276,7 @@ def train(
             plots.training_curves(history, split, out / "curves.png")
             last_plot = time.perf_counter()
         if on_epoch:
-            on_epoch(record)
+            on_epoch(dict(record))  # a copy: the history saved next epoch is the run's own
 
     final = {
         "model": recipe.model,
