@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import die_in_second_epoch, subset
-from tinymnist import models, results, training
+from tinymnist import engines, models, results, training
 from tinymnist import repeat as repeat_module
 from tinymnist.cli import main
 from tinymnist.errors import TinyMnistError
@@ -96,6 +96,16 @@ def test_wall_time_covers_every_process_of_a_resumed_seed(small_data, tmp_path, 
     row = repeat_module.repeat("tiny", recipe, 1, out, runs, log=lambda s: None)["runs"][0]
     assert row["epochs"] == 2 and row["wall_seconds"] > first > 0
     assert row["wall_seconds"] >= row["train_seconds"]  # both epochs' processes, not only the last
+
+
+def test_a_seed_whose_graph_capture_failed_says_so_in_its_row(small_data, tmp_path, monkeypatch):
+    def failing(self):
+        raise RuntimeError("CUDA error: out of memory")
+
+    monkeypatch.setattr(engines.GraphEngine, "capture", failing)
+    monkeypatch.setattr(repeat_module, "train", partial(training.train, engine="graph"))  # as on CUDA
+    row = repeat_module.train_seed(TINY, 1, tmp_path / "seed1", None, "cpu", 0)
+    assert row["engine"] == "eager" and row["engine_fallback"].startswith("graph engine: capture failed (CUDA error")
 
 
 def git_repo(folder, project: str) -> Path:
