@@ -4,13 +4,14 @@ The eager engine (`EagerEngine`, the default on CPUs and MPS) is the plain loop:
 per batch with torch.optim and its scheduler.
 
 The graph engine (`GraphEngine`, the default on CUDA) runs the whole training step as one CUDA
-graph, replayed. On a GPU the tiny models leave it idle: an eager step spends 5-6 ms launching about a hundred small
-kernels from Python, whatever the batch size. Here one step (batch gather from the resident dataset,
-augmentation, forward, backward, optimizer update) keeps all of its state on the device and never
-waits on the host: batch indices come from the epoch's permutation through a step counter, random
-numbers from the default generator (which CUDA graphs replay with fresh offsets), the learning rate
-from the schedule laid out as a tensor, and the update from `optim.DeviceOptimizer`. On CUDA the step
-is captured once and replayed; elsewhere the same step runs eagerly (what the CPU tests check).
+graph, replayed. On a GPU the tiny models leave it idle: an eager step spends 5-6 ms launching about
+a hundred small kernels from Python, whatever the batch size. Here one step (batch gather from the
+resident dataset, augmentation, forward, backward, optimizer update) keeps all of its state on the
+device and never waits on the host: batch indices come from the epoch's permutation through a step
+counter, random numbers from the default generator (which CUDA graphs replay with fresh offsets),
+the learning rate from the schedule laid out as a tensor, and the update from
+`optim.DeviceOptimizer`. On CUDA the step is captured once and replayed; elsewhere the same step
+runs eagerly (what the CPU tests check).
 
 The warm-up that capture needs, and one trial replay, run on copies' behalf: state is saved before
 and restored after them, so a run does exactly its own steps, and a resumed run continues as an
@@ -72,22 +73,24 @@ def create(
 ) -> tuple[Engine, str]:  # fmt: skip
     """The engine `kind` ("eager" or "graph", from `choose_engine`), ready to train; a graph engine is
     captured here, on CUDA. Returns it and why it is not the one asked for ("" when it is)."""
-    if kind == "graph":
-        graph = GraphEngine(model, recipe, data, bf16)
-        try:
-            graph.capture()
-            return graph, ""
-        except RuntimeError as e:  # torch's errors, CUDA's and out-of-memory included
-            fallback = "its step uncaptured" if resuming else "the eager engine"
-            reason = f"graph engine: capture failed ({first_line(e)}); training with {fallback}"
-            log(reason)
-        if resuming:  # the checkpoint holds the graph engine's optimizer state: only its step can continue
-            return graph, reason
-    else:
-        reason = ""
-    eager = EagerEngine(model, recipe, data, bf16, heartbeat)
-    eager.progress = progress
-    return eager, reason
+
+    def eager() -> EagerEngine:
+        engine = EagerEngine(model, recipe, data, bf16, heartbeat)
+        engine.progress = progress
+        return engine
+
+    if kind == "eager":
+        return eager(), ""
+    graph = GraphEngine(model, recipe, data, bf16)
+    try:
+        graph.capture()
+        return graph, ""
+    except RuntimeError as e:  # torch's errors, CUDA's and out-of-memory included
+        instead = "its step uncaptured" if resuming else "the eager engine"
+        reason = f"graph engine: capture failed ({first_line(e)}); training with {instead}"
+    log(reason)
+    # a resumed run's checkpoint holds the graph engine's optimizer state: only its own step continues it
+    return (graph if resuming else eager()), reason
 
 
 class EagerEngine:
