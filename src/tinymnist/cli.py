@@ -342,8 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--engine",
-        help="auto (default): graph on CUDA (the whole step as one CUDA graph), eager elsewhere; "
-        "eager forces the plain loop, e.g. for debugging",
+        help="auto (default): graph on CUDA (the whole step as one CUDA graph; eager, saying why, if capture "
+        "fails), eager elsewhere; eager forces the plain loop, e.g. for debugging",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
     add_data_args(p)
