@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: train test lint format
+.PHONY: train test test-fast lint format
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -23,7 +23,12 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m ruff format --check src tests benchmarks scripts
+	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+# The inner loop: no training, servers, processes, PostgreSQL or browser (the tests marked slow).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 format: $(VENV)/.installed
 	$(PY) -m ruff format src tests benchmarks scripts

@@ -53,3 +53,53 @@ def trained_checkpoint() -> Path:
 def isolated_cache(tmp_path, monkeypatch):
     """Never touch the user's real cache from a test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+SLOW_TIMEOUT = 1800  # seconds: real processes on a loaded 2-core machine took over 300 s an epoch
+
+# Fixtures that start something slow: a test using one gets these marks (see pyproject's markers).
+MARKS_OF_FIXTURES = {
+    "postgres_url": ("postgres",),
+    "page": ("browser",),
+    "server_url": ("browser",),
+    "fashion_run": ("slow",),  # trains
+    "small_data": ("slow",),  # test_repeat, test_validate: they train on it
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark tests by the fixtures they use; postgres, browser and gpu tests are slow too, and slow
+    tests have SLOW_TIMEOUT seconds unless they say otherwise (pyproject's timeout for the others)."""
+    for item in items:
+        for fixture in item.fixturenames:
+            for mark in MARKS_OF_FIXTURES.get(fixture, ()):
+                item.add_marker(mark)
+        if any(item.get_closest_marker(m) for m in ("postgres", "browser", "gpu")):
+            item.add_marker("slow")
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_do_not_train(request, monkeypatch):
+    """Under `-m "not slow"` (make test-fast), an unmarked test that trains or starts the tinymnist
+    command in a process is skipped when it gets there: it runs in `make test`; mark it slow."""
+    if "not slow" not in request.config.getoption("markexpr", "") or request.node.get_closest_marker("slow"):
+        return
+    import subprocess
+
+    from tinymnist import graph, training
+
+    def skip(*args, **kwargs):
+        pytest.skip("trains a model or starts tinymnist: runs in `make test` (mark it slow)")
+
+    for engine in (training.EagerEngine, graph.GraphEngine):
+        monkeypatch.setattr(engine, "epoch", skip)
+    real_popen = subprocess.Popen.__init__
+
+    def popen(self, args, *rest, **kwargs):
+        if any(a == "tinymnist" or str(a).endswith("subset_cli.py") for a in list(args)[1:3]):
+            skip()
+        real_popen(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen)

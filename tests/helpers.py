@@ -1,6 +1,10 @@
-"""Small builders shared by the tests: IDX files, an MNIST subset, an interrupted epoch."""
+"""Small builders shared by the tests: IDX files, an MNIST subset, an interrupted epoch, a paused process."""
 
 import gzip
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -8,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from tinymnist.data import MNIST
+
+SUBSET_CLI = [sys.executable, str(Path(__file__).parent / "subset_cli.py")]  # then N M ARGS...
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
@@ -22,7 +28,8 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True, magic: int |
     return path
 
 
-def subset(data: MNIST, train: int, test: int) -> MNIST:
+def subset(data: MNIST, train: int | None, test: int | None) -> MNIST:
+    """The first `train` training and `test` test images (None: all)."""
     return replace(
         data,
         train_images=data.train_images[:train],
@@ -45,3 +52,13 @@ def die_in_second_epoch(monkeypatch, engine_class) -> Callable[[], None]:
 
     monkeypatch.setattr(engine_class, "epoch", epoch)
     return lambda: monkeypatch.setattr(engine_class, "epoch", real)
+
+
+def paused_at_epoch(argv: list[str], epoch: int, ready: Path, **popen) -> subprocess.Popen:
+    """`argv` (a SUBSET_CLI command) started, returned once it waits at the start of its `epoch`-th
+    epoch (it has written `ready`) or has exited: a test then signals it at that known point."""
+    env = {**popen.pop("env", os.environ), "PAUSE_AT_EPOCH": f"{epoch}:{ready}"}
+    proc = subprocess.Popen(argv, env=env, **popen)
+    while not ready.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    return proc

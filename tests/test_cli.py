@@ -157,6 +157,7 @@ def test_resume_refuses_other_options(capsys, tmp_path):
     fails(["train", "--resume", str(tmp_path), "--epochs", "3"], capsys, "--resume continues a run")
 
 
+@pytest.mark.slow  # evaluates all 10,000 test images
 def test_evaluate_prints_accuracy(capsys, trained_checkpoint, mnist_dir, tmp_path):
     argv = [
         "evaluate",

@@ -8,16 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from helpers import subset
+from helpers import SUBSET_CLI, paused_at_epoch, subset
 from tinymnist import training
 from tinymnist.recipes import get, override
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def quiet(line: str) -> None:
@@ -56,10 +55,9 @@ def test_kill_9_and_resume_ends_like_an_uninterrupted_graph_run(mnist_dir, tmp_p
     common = ["--recipe", "gpu", "--epochs", "4", "--device", "cuda", "--data-dir", str(mnist_dir)]
     assert run(*common, "--out", str(tmp_path / "whole")).wait() == 0
     cut = tmp_path / "cut"
-    proc = run(*common, "--out", str(cut))
-    while not (cut / "metrics.jsonl").exists() or len((cut / "metrics.jsonl").read_text().splitlines()) < 2:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.01)
+    argv = [*SUBSET_CLI, "all", "all", "train", *common, "--out", str(cut)]
+    proc = paused_at_epoch(argv, 3, tmp_path / "paused")  # waits at its third epoch, two saved
+    assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert run("--resume", str(cut), "--device", "cuda", "--data-dir", str(mnist_dir)).wait() == 0

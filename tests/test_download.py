@@ -90,13 +90,16 @@ def test_interrupted_transfer_leaves_no_file_that_looks_complete(serve, monkeypa
 
 
 def test_no_network_is_a_clear_error(monkeypatch, tmp_path, capsys, trained_checkpoint):
-    monkeypatch.setenv("TINYMNIST_MIRRORS", "http://127.0.0.1:9/")  # the discard port: connection refused
+    mirrors = ["http://127.0.0.1:9/", "http://127.0.0.1:1/"]  # nothing listens: connection refused
+    monkeypatch.setenv("TINYMNIST_MIRRORS", ",".join(mirrors))
     monkeypatch.delenv("TINYMNIST_DATA", raising=False)
     code = main(["evaluate", str(trained_checkpoint), "--device", "cpu"])
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("downloading ")  # says what it tries, then one line of error
     assert code == 2 and lines[-1].startswith("tinymnist: error: could not download train-images-idx3-ubyte.gz")
-    assert "TINYMNIST_DATA" in lines[-1] and "Traceback" not in "\n".join(lines)
+    assert [lines[-1].count(m) for m in mirrors] == [1, 1], lines[-1]  # each mirror once, with its problem
+    assert lines[-1].endswith("pass --data-dir FOLDER or set TINYMNIST_DATA=FOLDER"), lines[-1]  # what to do, last
+    assert "Traceback" not in "\n".join(lines)
 
 
 def test_fashion_downloads_into_its_own_cache(serve, monkeypatch, fashion_dir):

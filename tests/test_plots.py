@@ -1,5 +1,6 @@
 """The PNGs: training curves after each epoch, confusion matrix and mistakes from evaluate."""
 
+import pytest
 import torch
 from PIL import Image
 
@@ -37,6 +38,7 @@ def test_confusion_counts_and_mistakes_order(tmp_path):
     assert all(is_png(tmp_path / name, 100) for name in ("c.png", "m.png", "none.png"))
 
 
+@pytest.mark.slow  # evaluates all 10,000 test images
 def test_evaluate_writes_plots_and_per_class_accuracy(trained_checkpoint, mnist_dir, tmp_path, capsys):
     assert main(["evaluate", str(trained_checkpoint), "--data-dir", str(mnist_dir), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -21,6 +21,7 @@ def test_every_recipe_with_5_seed_results_ships_weights():
     assert not missing, f"no shipped weights for {sorted(missing)}: run scripts/make_pretrained.py"
 
 
+@pytest.mark.slow  # evaluates all 10,000 test images
 @pytest.mark.parametrize("name", pretrained.names())
 def test_shipped_model_reproduces_its_card(name, mnist):
     card = json.loads((pretrained.WEIGHTS / f"{name}.json").read_text())
@@ -48,6 +49,7 @@ def shipped(tmp_path, monkeypatch, trained_checkpoint):
     return folder
 
 
+@pytest.mark.slow  # evaluates all 10,000 test images
 def test_commands_take_a_shipped_name(shipped, tmp_path, mnist_dir, capsys):
     draw_digit(7, (120, 160)).save(tmp_path / "seven.png")
     assert main(["predict", "fixture2", "seven.png", "--json"]) == 0

@@ -184,14 +184,16 @@ def test_serve_refuses_a_busy_port(trained_checkpoint, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-def test_serve_without_the_extra_says_what_to_install(trained_checkpoint, monkeypatch, capsys):
+@pytest.mark.parametrize("missing", ["fastapi", "h11"])  # h11: what uvicorn needs, unknown to most users
+def test_serve_without_the_extra_says_what_to_install(trained_checkpoint, monkeypatch, capsys, missing):
     import tinymnist
 
-    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed
     monkeypatch.delitem(sys.modules, "tinymnist.serve")
     monkeypatch.delattr(tinymnist, "serve")
     assert cli.main(["serve", str(trained_checkpoint)]) == 2
-    assert "pip install 'tinymnist[serve]'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "FastAPI and uvicorn" in err and "pip install 'tinymnist[serve]'" in err and "h11" not in err, err
 
 
 def test_get_predict_is_405_with_allow(client):
@@ -291,6 +293,7 @@ def upload_head(length: int) -> bytes:
     ).encode()
 
 
+@pytest.mark.slow  # a server process
 def test_more_idle_sockets_than_open_files(trained_checkpoint):
     """With `ulimit -n 256`, 300 connections that send nothing: the server closes the idle ones
     to make room, answers every request, and logs nothing."""
@@ -304,6 +307,7 @@ def test_more_idle_sockets_than_open_files(trained_checkpoint):
     assert process.stderr.read() == ""
 
 
+@pytest.mark.slow  # a server process
 def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
     with server(trained_checkpoint, header_timeout=1, body_timeout=1) as (url, _):
         silent, slow, stalled = connect(url), connect(url), connect(url)
@@ -315,6 +319,7 @@ def test_silent_and_slow_clients_are_cut_off(trained_checkpoint):
         assert predict_seven(url) == 7
 
 
+@pytest.mark.slow  # a server process
 def test_memory_budget_answers_503(trained_checkpoint):
     """A 1 MiB budget: an upload of 400 KB holds 800 KB of it until it ends; a second one waits,
     then gets 503 with Retry-After; a small drawn digit fits beside and is answered."""
@@ -331,6 +336,7 @@ def test_memory_budget_answers_503(trained_checkpoint):
         holder.close()
 
 
+@pytest.mark.slow  # a server process
 def test_connection_cap_answers_503_when_every_connection_is_busy(trained_checkpoint):
     with server(trained_checkpoint, connections=4, body_timeout=30) as (url, _):
         uploads = [connect(url) for _ in range(4)]
@@ -345,6 +351,7 @@ def test_connection_cap_answers_503_when_every_connection_is_busy(trained_checkp
             s.close()
 
 
+@pytest.mark.slow  # a server process
 def test_logs_are_rate_limited(trained_checkpoint):
     with server(trained_checkpoint, log_lines=5) as (url, process):
         for _ in range(40):

@@ -8,20 +8,17 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT
-from helpers import subset
+from helpers import SUBSET_CLI, paused_at_epoch, subset
 from tinymnist import checkpoint, data
 from tinymnist.cli import main
 
-TRAIN, TEST = 6_000, 200  # a first epoch of a few seconds: long enough to stop it inside
-CLI = [sys.executable, str(ROOT / "tests" / "subset_cli.py"), str(TRAIN), str(TEST)]
+pytestmark = pytest.mark.slow  # real processes and trainings
+CLI = [*SUBSET_CLI, "2000", "200"]
 
 
 def train_args(out: Path, mnist_dir: Path, epochs: int = 1) -> list[str]:
@@ -33,16 +30,14 @@ def tinymnist(*args: str) -> subprocess.CompletedProcess:
 
 
 def stopped_in_first_epoch(out: Path, mnist_dir: Path, sig: int) -> subprocess.Popen:
-    """A `train` process sent `sig` once its config.json is written, before its first epoch ends."""
-    proc = subprocess.Popen(
-        [*CLI, *train_args(out, mnist_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 300
-    while not (out / "config.json").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """A `train` process sent `sig` while it waits inside its first epoch (its config.json written)."""
+    ready = out.parent / f"{out.name}.paused"
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    proc = paused_at_epoch([*CLI, *train_args(out, mnist_dir)], 1, ready, **pipes)
+    assert proc.poll() is None, proc.communicate()
     proc.send_signal(sig)
     proc.wait(timeout=300)
-    assert not (out / checkpoint.LAST).exists(), "the first epoch ended before the signal: make it longer"
+    assert (out / "config.json").is_file() and not (out / checkpoint.LAST).exists()
     return proc
 
 

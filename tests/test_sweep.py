@@ -17,7 +17,7 @@ import pytest
 from optuna.storages import fail_stale_trials
 
 from conftest import ROOT
-from helpers import subset
+from helpers import SUBSET_CLI, paused_at_epoch, subset
 from tinymnist import models, recipes, sweep
 from tinymnist.cli import build_parser, main
 
@@ -48,7 +48,7 @@ def write_space(folder: Path, space: dict = SPACE) -> Path:
 
 
 def sweep_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tinymnist", "sweep", *args, "--no-download", "--device", "cpu"]
+    return [*SUBSET_CLI, "all", "all", "sweep", *args, "--no-download", "--device", "cpu"]
 
 
 def sweep_env(mnist_dir: Path) -> dict:
@@ -64,6 +64,7 @@ def trial_lines(output: str) -> list[int]:
     return [int(m[1]) for m in re.finditer(r"^trial +(\d+) (COMPLETE|PRUNED|REJECTED|FAIL)", output, re.M)]
 
 
+@pytest.mark.slow  # sweep processes
 def test_two_workers_on_a_journal_file_then_a_rerun_continues(tmp_path, mnist_dir):
     folder = tmp_path / "sweep"
     first = run_sweep(str(folder), "--space", str(write_space(tmp_path)), "--trials", "3", "--workers", "2",
@@ -88,12 +89,13 @@ def test_two_workers_on_a_journal_file_then_a_rerun_continues(tmp_path, mnist_di
     assert models.count_parameters(models.create(recipe.model)) == study.best_trial.user_attrs["parameters"]
 
 
+@pytest.mark.slow  # sweep processes
 def test_a_killed_sweep_continues_when_run_again(tmp_path, mnist_dir):
     folder, space = tmp_path / "sweep", str(write_space(tmp_path))
     args = [str(folder), "--space", space, "--trials", "2", *TRIAL_ARGS]
-    process = subprocess.Popen(sweep_command(*args), env=sweep_env(mnist_dir), stdout=subprocess.PIPE, text=True)
-    while not (folder / "sweep.json").exists() and process.poll() is None:  # written once the study exists
-        time.sleep(0.1)
+    ready = tmp_path / "paused"  # the worker waits at its first trial's second epoch, the first one reported
+    env = sweep_env(mnist_dir)
+    process = paused_at_epoch(sweep_command(*args), 2, ready, env=env, stdout=subprocess.PIPE, text=True)
     study = optuna.load_study(study_name="sweep", storage=sweep.open_storage(None, folder))
     killed = wait_for_trial_mid_way(study, f"{socket.gethostname()}:{process.pid}", process)
     process.send_signal(signal.SIGKILL)

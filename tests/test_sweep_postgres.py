@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from helpers import paused_at_epoch
 from test_sweep import TRIAL_ARGS, run_sweep, sweep_command, sweep_env, trial_lines, wait_for_trial_mid_way, write_space
 from tinymnist import sweep
 
@@ -76,19 +77,18 @@ def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried(tmp_path, mn
     created = run_sweep(str(tmp_path / "create"), "--space", str(write_space(tmp_path)), "--trials", "0", *common,
                         mnist_dir=mnist_dir)  # fmt: skip
     assert created.returncode == 0, created.stderr  # the study exists before the workers start
-    machines = {
-        name: subprocess.Popen(sweep_command(str(tmp_path / name), "--trials", str(trials), *common),
-                               env=sweep_env(mnist_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name in ("a", "b")
-    }  # fmt: skip
+    pipes = {"env": sweep_env(mnist_dir), "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    argv = {name: sweep_command(str(tmp_path / name), "--trials", str(trials), *common) for name in ("a", "b")}
+    # "a" waits at its first trial's second epoch (the first one reported) until it is killed there
+    victim = paused_at_epoch(argv["a"], 2, tmp_path / "paused", **pipes)
+    worker = subprocess.Popen(argv["b"], **pipes)
     study = optuna.load_study(study_name="pg", storage=sweep.open_storage(postgres_url, tmp_path))
-    victim = machines["a"]
     killed = wait_for_trial_mid_way(study, f"{socket.gethostname()}:{victim.pid}", victim)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
 
-    out, err = machines["b"].communicate(timeout=600)
-    assert machines["b"].returncode == 0, err
+    out, err = worker.communicate(timeout=600)
+    assert worker.returncode == 0, err
     by_number = {t.number: t for t in study.get_trials()}
     assert by_number[killed].state == TrialState.FAIL
     retries = [t for t in by_number.values() if t.system_attrs.get("failed_trial") == killed]

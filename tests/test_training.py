@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from helpers import die_in_second_epoch, subset
+from helpers import SUBSET_CLI, die_in_second_epoch, paused_at_epoch, subset
 from tinymnist import checkpoint, engines, training
 from tinymnist.recipes import get, override
 
+pytestmark = pytest.mark.slow  # trainings
 SMALL = override(get("seed"), epochs=2, batch_size=64)
 
 
@@ -75,13 +76,12 @@ def test_verdict_uses_the_final_epoch():
     assert "best epoch, for information only: 1" in lines[-1]
 
 
+@pytest.mark.timeout(3600)  # three 2-epoch trainings on all of MNIST: over 300 s an epoch under load
 def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
     """A real `kill -9` during the second epoch: the run resumes and ends as an uninterrupted one."""
     import os
     import signal
     import subprocess
-    import sys
-    import time
 
     from tinymnist.cli import main
 
@@ -102,12 +102,9 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
 
     cut = tmp_path / "cut"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # as the resume below: same numerics
-    proc = subprocess.Popen([sys.executable, "-m", "tinymnist", *argv(cut)], stdout=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 1800  # an epoch took over 300 s on a 2-core machine running 3 other jobs
-    while not (cut / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (cut / "metrics.jsonl").exists(), f"no epoch ended (exit code {proc.poll()})"
-    time.sleep(0.5)  # well inside the second epoch
+    ready = tmp_path / "paused"  # written by the process at the start of its second epoch, where it waits
+    proc = paused_at_epoch([*SUBSET_CLI, "all", "all", *argv(cut)], 2, ready, stdout=subprocess.DEVNULL, env=env)
+    assert proc.poll() is None, f"it ended before its second epoch (exit code {proc.poll()})"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (cut / "model.pt").exists(), "the run ended before it was killed"

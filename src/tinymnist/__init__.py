@@ -6,10 +6,15 @@
     run = tinymnist.train(recipe="fast", epochs=1, out="runs/try")
 
 `load`, `predict`, `train` (tinymnist.api) import torch on first use, so that `import tinymnist`
-and `tinymnist --help` stay fast.
+and `tinymnist --help` stay fast; type checkers and editors see them through the TYPE_CHECKING import.
 """
 
+from typing import TYPE_CHECKING
+
 from tinymnist.errors import TinyMnistError
+
+if TYPE_CHECKING:
+    from tinymnist.api import Model, Run, load, predict, train
 
 __version__ = "0.1.0"
 __all__ = ["Model", "Run", "TinyMnistError", "__version__", "load", "predict", "train"]

@@ -115,7 +115,7 @@ def restore(path: Path, recipe: dict, model: nn.Module, engine) -> dict:
     state = read(path, next(model.parameters()).device)
     if not set(RESUMABLE) <= state.keys() or not isinstance(state["history"], list):
         raise CheckpointError(f"{path}: not a {LAST} (no optimizer, schedule and history in it; a copied {FINAL}?)")
-    saved = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
+    saved = state["recipe"] if isinstance(state.get("recipe"), dict) else {}
     changed = [k for k, v in saved.items() if recipe.get(k) != v]  # a field newer than the file is no change
     if not saved or changed:
         raise CheckpointError(

@@ -198,8 +198,8 @@ def cmd_repeat(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     try:
         from tinymnist import serve
-    except ModuleNotFoundError as e:
-        raise TinyMnistError(f"serve needs {e.name}, which is not installed: pip install 'tinymnist[serve]'") from None
+    except ModuleNotFoundError:  # whichever module it is (fastapi, or h11 under uvicorn), the fix is the extra
+        raise TinyMnistError("serve needs FastAPI and uvicorn (its extra): pip install 'tinymnist[serve]'") from None
     serve.serve(args.run, args.host, args.port)
 
 
@@ -244,6 +244,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from tinymnist import data, export, pretrained
 
+    export.require(args.format)  # a missing extra is said first, before anything is loaded
     if not args.out and pretrained.is_shipped(args.run):
         raise TinyMnistError(f"{args.run} is a shipped model: say where to write it with --out FILE")
     model, info = pretrained.load_model(args.run)
@@ -252,9 +253,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     if out.resolve() == source.resolve():
         raise TinyMnistError(f"--out {out}: is the checkpoint being exported; choose another file")
     dataset = dataset_of(args, info)
-    mnist = data.load(args.data_dir, download=not args.no_download, dataset=dataset)
-    check = mnist.test_images[: export.CHECK_IMAGES]
-    parity = export.export(model, args.format, out, check, args.fold_bn, dataset)
+    check = None  # the test images shipped with tinymnist, unless a dataset folder is named
+    if args.data_dir:
+        check = data.load(args.data_dir, download=False, dataset=dataset).test_images[: export.CHECK_IMAGES]
+    parity = export.export(model, args.format, out, check, args.fold_bn, dataset, info["model"])
     print(f"wrote {out} ({args.format}, {info['model']}{', BatchNorm folded' if args.fold_bn else ''})")
     print(
         f"checked on {parity.images} test images: max abs difference of logits {parity.max_abs_diff:.2e} "
@@ -437,19 +439,21 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "export",
         cmd_export,
-        "export to ONNX or TorchScript, checked against PyTorch on test images",
-        "Export a model with a free batch dimension; the file is kept only if its logits match PyTorch's on\n"
-        "1,000 test images. ONNX needs the onnx extra: pip install 'tinymnist[onnx]'.",
+        "export to ONNX, torch.export (pt2) or TorchScript, checked against PyTorch on test images",
+        "Export a model with a free batch dimension and its preprocessing recorded in the file; it is kept only\n"
+        "if its logits match PyTorch's on the 500 test images shipped with tinymnist. ONNX needs the onnx\n"
+        "extra: pip install 'tinymnist[onnx]'.",
         "tinymnist export seed --format onnx --out seed.onnx",
     )
     p.add_argument("run", metavar="RUN", help=RUN_HELP)
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--format", required=True, choices=["onnx", "pt2", "torchscript"])
     p.add_argument(
         "--out",
-        help="file to write (default: beside the checkpoint, .onnx or .torchscript.pt; needed for a shipped model)",
+        help="file to write (default: beside the checkpoint, .onnx, .pt2 or .torchscript.pt; needed for a shipped one)",
     )
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into neighbouring convolutions first")
-    add_data_args(p, device=False, default="the checkpoint's")
+    p.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default: the checkpoint's)")
+    p.add_argument("--data-dir", help="check on the first 500 test images of this dataset folder, not the shipped ones")
 
     p = command(
         sub,

@@ -153,8 +153,10 @@ class MNIST:
     dataset: str = DEFAULT
 
     def to(self, device: torch.device | str) -> "MNIST":
-        tensors = (self.train_images, self.train_labels, self.test_images, self.test_labels)
-        return MNIST(*(t.to(device) for t in tensors), self.dataset)
+        train_images, train_labels, test_images, test_labels = (
+            t.to(device) for t in (self.train_images, self.train_labels, self.test_images, self.test_labels)
+        )
+        return MNIST(train_images, train_labels, test_images, test_labels, self.dataset)
 
 
 def subfolder(dataset: str) -> str:
@@ -302,8 +304,9 @@ def load(data_dir: str | Path | None = None, download: bool = True, dataset: str
             raise DataError(missing_message(data_dir, spec.name))
         from tinymnist.download import download_dataset
 
-        download_dataset(spec, root, hint=missing_message(data_dir, spec.name))
+        download_dataset(spec, root)
         files = find(data_dir, spec.name)
+        assert files is not None, "download_dataset leaves the four files in the cache"
     return load_files(files, dataset=spec.name)
 
 

@@ -72,7 +72,7 @@ def download_file(name: str, folder: Path, dataset: str = DEFAULT) -> Path:
     spec = get(dataset)
     final = folder / f"{name}.gz"
     part = folder / f"{name}.gz.part"
-    errors = []
+    problems: dict[str, str] = {}  # mirror: its last problem
     for base in mirrors(spec):
         for attempt in range(ATTEMPTS):
             try:
@@ -84,15 +84,16 @@ def download_file(name: str, folder: Path, dataset: str = DEFAULT) -> Path:
                 os.replace(part, final)
                 return final
             part.unlink(missing_ok=True)
-            errors.append(f"{base}: {problem}")
+            problems[base] = problem
             if "checksum" in problem or "404" in problem:
                 break  # the mirror answered with the wrong file: retrying will not help
             time.sleep(0.5 * (attempt + 1))
-    raise DataError(f"could not download {final.name}: " + "; ".join(errors))
+    tried = "; ".join(f"{base} ({problem})" for base, problem in problems.items())
+    raise DataError(f"could not download {final.name} from {tried or 'no mirror (TINYMNIST_MIRRORS is empty)'}")
 
 
-def download_dataset(spec: Dataset, folder: Path, hint: str = "") -> None:
-    """Download whichever of the four files `folder` lacks. `hint` is added to a failure."""
+def download_dataset(spec: Dataset, folder: Path) -> None:
+    """Download whichever of the four files `folder` lacks; a failure ends with what to do."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in spec.files:
         if not (folder / f"{name}.gz").is_file() and not (folder / name).is_file():
@@ -100,4 +101,8 @@ def download_dataset(spec: Dataset, folder: Path, hint: str = "") -> None:
             try:
                 download_file(name, folder, spec.name)
             except DataError as e:
-                raise DataError(f"{e}. {hint}" if hint else str(e)) from None
+                raise DataError(
+                    f"{e}. Check the network or set TINYMNIST_MIRRORS=URL,..., or put the four files of "
+                    f"{spec.title} ({', '.join(f'{n}.gz' for n in spec.files)}) in a folder and pass --data-dir "
+                    f"FOLDER or set {spec.env}=FOLDER"
+                ) from None

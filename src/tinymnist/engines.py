@@ -107,7 +107,7 @@ class EagerEngine:
 
     @property
     def lr(self) -> float:
-        return self.sched.get_last_lr()[0]
+        return float(self.sched.get_last_lr()[0])
 
     def epoch(self, generator: torch.Generator) -> tuple[float, float]:
         """One pass over the training images in the order drawn from `generator`; mean loss and accuracy."""

@@ -16,6 +16,7 @@ followed by a ReLU or a pooling layer (not exact through a negative scale) stays
 """
 
 import copy
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -26,6 +27,7 @@ PASS_THROUGH = (nn.Dropout, nn.Dropout2d, nn.Identity)  # identity in eval mode
 
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(a, c) with bn(x) = a * x + c per channel, in eval mode."""
+    assert bn.running_var is not None and bn.running_mean is not None, "folding needs running statistics"
     a = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(bn.running_var + bn.eps)
     c = (bn.bias if bn.affine else 0) - a * bn.running_mean
     return a, c
@@ -43,7 +45,7 @@ def fold_into_next(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
 
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
-    return gm.get_submodule(node.target) if node.op == "call_module" else None
+    return gm.get_submodule(str(node.target)) if node.op == "call_module" else None
 
 
 def _only_user(node: fx.Node) -> fx.Node | None:
@@ -56,7 +58,7 @@ def _next_conv(gm: fx.GraphModule, bn_node: fx.Node, calls: dict[str, int]) -> f
     while node is not None and isinstance(_module(gm, node), PASS_THROUGH):
         node = _only_user(node)
     conv = _module(gm, node) if node is not None else None
-    if not isinstance(conv, nn.Conv2d) or calls[node.target] != 1:
+    if node is None or not isinstance(conv, nn.Conv2d) or calls[str(node.target)] != 1:
         return None
     unpadded = conv.padding != "same" and all(p == 0 for p in conv.padding)
     return node if unpadded and conv.groups == 1 else None
@@ -75,10 +77,11 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
             continue
         source = node.args[0]
         before = _module(gm, source) if isinstance(source, fx.Node) else None
-        if isinstance(before, nn.Conv2d) and len(source.users) == 1 and calls[source.target] == 1:
-            gm.add_submodule(source.target, fuse_conv_bn_eval(before, bn))
+        if isinstance(before, nn.Conv2d) and len(source.users) == 1 and calls[str(source.target)] == 1:
+            gm.add_submodule(str(source.target), fuse_conv_bn_eval(before, bn))
         elif after := _next_conv(gm, node, calls):
-            gm.add_submodule(after.target, fold_into_next(bn, gm.get_submodule(after.target)))
+            conv = cast(nn.Conv2d, gm.get_submodule(str(after.target)))  # _next_conv found a Conv2d
+            gm.add_submodule(str(after.target), fold_into_next(bn, conv))
         else:
             continue
         node.replace_all_uses_with(source)

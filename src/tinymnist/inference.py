@@ -64,7 +64,7 @@ def predict_files(
         names = [str(files[i]) for i in read]
         for i, prediction in zip(read, top_digits(model, torch.stack(digits), names, top, dataset), strict=True):
             results[i] = prediction
-    return results
+    return results  # type: ignore[return-value]  # every None is filled in by now
 
 
 def top_digits(

@@ -6,10 +6,9 @@ foreach tensor math (`DeviceOptimizer`), with the learning rate read from the sc
 advance as one tensor of per-step values (`lr_table`). Tests hold both to torch.optim within 1e-6.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
-from torch import nn
 
 from tinymnist.errors import TinyMnistError
 from tinymnist.recipes import Recipe
@@ -17,8 +16,12 @@ from tinymnist.recipes import Recipe
 ADAM_BETA2, ADAM_EPS = 0.999, 1e-8
 
 
-def make_optimizer(params: Iterable[nn.Parameter], recipe: Recipe, steps: int):
+def make_optimizer(
+    params: Iterable[torch.Tensor], recipe: Recipe, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """torch.optim's optimizer and per-step scheduler for `recipe` over `steps` steps."""
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
     if recipe.optimizer == "sgd":
         opt = torch.optim.SGD(
             params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
@@ -56,10 +59,10 @@ class DeviceOptimizer:
     only: the learning rate is a 0-d tensor and AdamW's step count lives on the device, so a CUDA graph
     can capture the update. SGD's momentum buffers start at zero, which equals torch's first step."""
 
-    def __init__(self, params: list[torch.Tensor], recipe: Recipe) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], recipe: Recipe) -> None:
         if recipe.optimizer not in ("sgd", "adamw"):
             raise TinyMnistError(f"optimizer {recipe.optimizer!r}: choose sgd or adamw")
-        self.params, self.recipe = params, recipe
+        self.params, self.recipe = list(params), recipe
         zeros = [torch.zeros_like(p) for p in params]
         if recipe.optimizer == "sgd":
             self.buffers = {"momentum": zeros}

@@ -14,6 +14,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from tinymnist.errors import TinyMnistError
 
@@ -46,7 +47,7 @@ class Recipe:
 SEED = Recipe()
 # tiny3k (SeparableNet) underfits: it gets lighter augmentation, a lower peak learning rate (0.1 made
 # its validation accuracy swing by several points mid-run) and little weight decay.
-SMALL = {"degrees": 6.0, "translate": 0.06, "scale": 0.06, "lr": 0.05}
+SMALL: dict[str, Any] = {"degrees": 6.0, "translate": 0.06, "scale": 0.06, "lr": 0.05}
 
 RECIPES: dict[str, Recipe] = {
     # The seed network with a one-cycle schedule and light affine augmentation.
@@ -138,7 +139,7 @@ class RecipeError(TinyMnistError):
 
 
 CHOICES = {"optimizer": ("sgd", "adamw"), "schedule": ("onecycle", "constant")}
-TYPES = {f.name: f.type for f in fields(Recipe)}  # the annotations, as types (no `from __future__` here)
+TYPES: dict[str, type] = {f.name: f.type for f in fields(Recipe)}  # type: ignore[misc]  # the annotations, as types (no `from __future__` here)
 
 
 def get(name: str) -> Recipe:
@@ -147,12 +148,12 @@ def get(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def override(recipe: Recipe, **changes: object) -> Recipe:
+def override(recipe: Recipe, **changes: Any) -> Recipe:
     """The recipe with the fields given (not None) replaced."""
     return replace(recipe, **{k: v for k, v in changes.items() if v is not None})
 
 
-def check_value(name: str, value: object) -> object:
+def check_value(name: str, value: object) -> Any:
     """`value` for field `name`, if it has the field's type (an int is accepted for a float)."""
     if name not in TYPES:
         raise RecipeError(f"{name}: unknown recipe field; fields: {', '.join(TYPES)}")

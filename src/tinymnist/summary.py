@@ -150,7 +150,7 @@ def measured(name: str, recipe: recipes.Recipe, results_dir: Path | None = None)
         return accuracy_line(found["summary"])
     for path in sorted(results_dir.glob(f"speed-{name}-*.json")):
         speed = results.read(path)
-        if recipes.same(speed.get("recipe_fields"), recipe):
+        if speed and recipes.same(speed.get("recipe_fields"), recipe):
             accuracies = [r["final_test_accuracy"] for r in speed["runs"]]
             return accuracy_line(results.summarize(accuracies)) + ", speed benchmark"
     return "not measured"

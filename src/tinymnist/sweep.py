@@ -20,11 +20,12 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -40,7 +41,8 @@ from tinymnist.training import pick_device, train
 VAL_IMAGES = 5_000  # the fixed validation split of `tinymnist train --val 5000`
 JOURNAL = "journal.log"  # the default storage, in the sweep folder
 WAIT_SECONDS = 2  # a worker with nothing to start looks again this often for others' trials to end
-PRUNER = {  # stop poor trials early, judged on each epoch's validation accuracy
+# Stop poor trials early, judged on each epoch's validation accuracy.
+PRUNER: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4),  # from mid-trial on: judged()
     "halving": optuna.pruners.SuccessiveHalvingPruner,
     "none": optuna.pruners.NopPruner,
@@ -105,7 +107,7 @@ def load_space(name_or_file: str) -> dict:
     return space
 
 
-def read_json(path: Path, what: str) -> object:
+def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -391,7 +393,7 @@ def run(
 def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
     """summary.json, the best-trials table, the plots and the best design as a recipe file."""
     trials = s.get_trials(deepcopy=False)
-    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -(t.value or 0.0))
     epoch_seconds = [r["seconds"] for t in trials for r in metrics(folder, t)]
     summary = {
         "study": s.study_name,
@@ -467,10 +469,11 @@ def save_plots(s: optuna.Study, folder: Path) -> None:
     from matplotlib import pyplot
     from optuna.visualization import matplotlib as vis
 
-    for name, draw in {
+    drawings: dict[str, Callable[[optuna.Study], Any]] = {
         "history.png": vis.plot_optimization_history,
         "importances.png": vis.plot_param_importances,
-    }.items():
+    }
+    for name, draw in drawings.items():
         try:
             fig = draw(s).figure
         except (ValueError, RuntimeError):

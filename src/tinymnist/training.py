@@ -115,7 +115,7 @@ def train(
     torch.manual_seed(seed)
     model = models.create(recipe.model).to(device)
     if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
     parameters = models.count_parameters(model)
 
     def heartbeat(done: int, steps: int, images_per_second: float) -> None:
