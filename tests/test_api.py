@@ -96,6 +96,7 @@ class Stop(Exception):
     pass
 
 
+@pytest.mark.slow  # trains
 def test_on_epoch_gets_each_epochs_metrics_once_and_can_stop_the_run(tmp_path, mnist):
     small, seen = subset(mnist, 1000, 500), []
 
