@@ -2,7 +2,7 @@
 
     python benchmarks/graph_vs_compile.py --recipe gpu --steps 100
 
-Both run the graph engine's training step (`tinymnist.graph.GraphEngine.step`) on the recipe's
+Both run the graph engine's training step (`tinymnist.engines.GraphEngine.step`) on the recipe's
 model and MNIST: once captured by hand (what `tinymnist train` does on CUDA), once compiled with
 mode="reduce-overhead" (compilation and its own CUDA graphs count as its one-time cost). Reports
 the one-time cost and milliseconds per step; writes results/graph-vs-compile-<recipe>.json.
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from tinymnist import data, models, precision, results
-from tinymnist.graph import GraphEngine
+from tinymnist.engines import GraphEngine
 from tinymnist.recipes import get
 from tinymnist.training import pick_device
 
@@ -28,14 +28,14 @@ def measure(way: str, recipe, mnist: data.MNIST, bf16: bool, steps: int) -> dict
     model = models.create(recipe.model).to(mnist.train_images.device)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    engine = GraphEngine(model, recipe, mnist, bf16, capture=way == "graph")
+    engine = GraphEngine(model, recipe, mnist, bf16)
     engine.order.copy_(
         torch.randperm(engine.steps * recipe.batch_size, device=engine.order.device).view_as(engine.order)
     )
     model.train()
     start = time.perf_counter()
     if way == "graph":
-        engine._capture()
+        engine.capture()
         step = engine.graph.replay
     else:
         step = torch.compile(engine.step, mode="reduce-overhead")

@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from tinymnist import data, models, precision, results
-from tinymnist.graph import GraphEngine
+from tinymnist import data, engines, models, precision, results
 from tinymnist.recipes import get, override
-from tinymnist.training import EagerEngine, choose_engine, pick_device
+from tinymnist.training import pick_device
 
 
 def main() -> None:
@@ -40,14 +39,12 @@ def main() -> None:
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     bf16 = precision.choose(recipe.bf16, "auto", device)["bf16"]
-    engine = choose_engine(args.engine, device)
+    engine = engines.choose_engine(args.engine, device)
     two_epochs = override(recipe, epochs=2)
-    if engine == "graph":
-        runner = GraphEngine(model, two_epochs, mnist, bf16, capture=True)
-    else:
-        runner = EagerEngine(model, two_epochs, mnist, bf16, heartbeat=None)
+    runner, fallback = engines.create(engine, model, two_epochs, mnist, bf16)
+    engine = f"{runner.name} ({fallback})" if fallback else runner.name
     generator = torch.Generator(device).manual_seed(0)
-    runner.epoch(generator)  # warm-up (and capture)
+    runner.epoch(generator)  # warm-up
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         runner.epoch(generator)

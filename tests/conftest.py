@@ -88,12 +88,12 @@ def fast_tests_do_not_train(request, monkeypatch):
         return
     import subprocess
 
-    from tinymnist import graph, training
+    from tinymnist import engines
 
     def skip(*args, **kwargs):
         pytest.skip("trains a model or starts tinymnist: runs in `make test` (mark it slow)")
 
-    for engine in (training.EagerEngine, graph.GraphEngine):
+    for engine in (engines.EagerEngine, engines.GraphEngine):
         monkeypatch.setattr(engine, "epoch", skip)
     real_popen = subprocess.Popen.__init__
 

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 from helpers import subset  # this file's folder is first on sys.path when run as a script
-from tinymnist import cli, data, graph, training
+from tinymnist import cli, data, engines
 
 
 def pause_at(epoch: int, ready: Path) -> None:
     """Make the `epoch`-th call of an engine's epoch announce itself in `ready`, then wait for a signal."""
     calls = []
-    for engine in (training.EagerEngine, graph.GraphEngine):
+    for engine in (engines.EagerEngine, engines.GraphEngine):
         real = engine.epoch
 
         def paused(self, generator, real=real):

@@ -14,6 +14,7 @@ import tinymnist
 from conftest import ROOT
 from drawing import draw_digit
 from helpers import subset
+from tinymnist import data, training
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,40 @@ def test_train_is_quiet_and_returns_the_run(tmp_path, mnist, capsys):
     assert len(tinymnist.predict(run.model, draw_digit(0))) == 1
     with pytest.raises(tinymnist.TinyMnistError, match="already holds a run"):
         tinymnist.train(recipe="tiny3k", out=run.path)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.slow  # trains
+def test_on_epoch_gets_each_epochs_metrics_once_and_can_stop_the_run(tmp_path, mnist):
+    small, seen = subset(mnist, 1000, 500), []
+
+    def stop_after_the_first(metrics: dict) -> None:
+        seen.append(metrics)
+        raise Stop
+
+    with pytest.raises(Stop):  # the callback's exception reaches the caller unchanged
+        tinymnist.train(recipe="tiny3k", epochs=2, val=500, mnist=small, out=tmp_path / "run", device="cpu",
+                        on_epoch=stop_after_the_first)  # fmt: skip
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(seen) == 1 and [r["epoch"] for r in lines] == [1] and not (run / "model.pt").exists()
+    assert set(seen[0]) == set(lines[0]) >= {"epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds"}
+
+    def record_and_clear(metrics: dict) -> None:
+        seen.append(dict(metrics))
+        metrics.clear()  # the run's own records are not the callback's to change
+
+    seen.clear()
+    recipe, config = training.resume_settings(run)
+    split = data.validation_split(small, config["eval_images"])
+    final = training.train(recipe, split, run, seed=config["seed"], split="val", resume=True, log=lambda line: None,
+                           on_epoch=record_and_clear)  # fmt: skip
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2] and seen == lines[1:]  # resumed: epoch 2 only, once
+    assert final["history"] == lines
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):

@@ -2,14 +2,17 @@
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import die_in_second_epoch, subset
-from tinymnist import models, results, training
+from tinymnist import engines, models, results, training
 from tinymnist import repeat as repeat_module
 from tinymnist.cli import main
 from tinymnist.errors import TinyMnistError
@@ -95,24 +98,72 @@ def test_wall_time_covers_every_process_of_a_resumed_seed(small_data, tmp_path, 
     assert row["wall_seconds"] >= row["train_seconds"]  # both epochs' processes, not only the last
 
 
-def test_a_dirty_commit_records_what_changed(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+def test_a_seed_whose_graph_capture_failed_says_so_in_its_row(small_data, tmp_path, monkeypatch):
+    def failing(self):
+        raise RuntimeError("CUDA error: out of memory")
 
-    git("init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    git("add", "a.py")
-    git("commit", "-qm", "a")
-    clean = results.git_state(tmp_path)
+    monkeypatch.setattr(engines.GraphEngine, "capture", failing)
+    monkeypatch.setattr(repeat_module, "train", partial(training.train, engine="graph"))  # as on CUDA
+    row = repeat_module.train_seed(TINY, 1, tmp_path / "seed1", None, "cpu", 0)
+    assert row["engine"] == "eager" and row["engine_fallback"].startswith("graph engine: capture failed (CUDA error")
+
+
+def git_repo(folder, project: str) -> Path:
+    """A git repository whose pyproject.toml names `project`, with one commit; returns its src/tinymnist."""
+    package = folder / "src" / "tinymnist"
+    package.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(f'[project]\nname = "{project}"\n')
+    (package / "a.py").write_text("x = 1\n")
+    git(folder, "init", "-q")
+    git(folder, "add", ".")
+    git(folder, "commit", "-qm", "a")
+    return package
+
+
+def git(folder, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True)
+
+
+def test_a_dirty_commit_records_what_changed(tmp_path):
+    package = git_repo(tmp_path, "tinymnist")
+    clean = results.git_state(package)
     assert list(clean) == ["git_commit"] and "+" not in clean["git_commit"]
-    (tmp_path / "a.py").write_text("x = 2\n")
-    dirty = results.git_state(tmp_path)
+    (package / "a.py").write_text("x = 2\n")
+    dirty = results.git_state(package)
     diff = subprocess.run(["git", "diff", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout
     assert dirty == {
         "git_commit": clean["git_commit"] + "+dirty",
-        "git_changed_files": ["a.py"],
+        "git_changed_files": ["src/tinymnist/a.py"],
         "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
     }
+
+
+def test_a_copy_installed_inside_another_repository_records_no_commit(tmp_path):
+    """tinymnist in a .venv (or vendored under src/) of the user's own repository: not its commit."""
+    git_repo(tmp_path, "users-project")
+    venv_copy = tmp_path / ".venv" / "lib" / "python3.12" / "site-packages" / "tinymnist"
+    shutil.copytree(results.PACKAGE, venv_copy, ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    (venv_copy / "results.py").write_text("changed = True\n")  # the user's repository is dirty
+    assert results.git_state(venv_copy) == {"git_commit": None}
+    assert results.git_state(tmp_path / "src" / "tinymnist") == {"git_commit": None}  # another project's src/
+
+
+def test_the_real_checkout_records_its_commit():
+    if results.checkout(results.PACKAGE) is None:
+        pytest.skip("tinymnist runs from an installed copy here, not from its git checkout")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=results.PACKAGE, capture_output=True, text=True).stdout
+    assert results.git_state()["git_commit"].removesuffix("+dirty") == head.strip()
+
+
+def test_a_hanging_git_gives_no_commit_instead_of_hanging(tmp_path, monkeypatch):
+    package = git_repo(tmp_path / "repo", "tinymnist")
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nsleep 600\n")  # a child process that keeps the output pipe open, too
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(results, "GIT_SECONDS", 0.5)
+    assert results.git_state(package) == {"git_commit": None}
 
 
 def test_ctrl_c_in_repeat_says_the_same_command_continues(tmp_path, monkeypatch, capsys, mnist_dir):

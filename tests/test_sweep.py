@@ -1,20 +1,27 @@
 """`tinymnist sweep`: real worker processes on a journal file, the budget, and bad input."""
 
+import argparse
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import fail_stale_trials
 
+from conftest import ROOT
 from helpers import SUBSET_CLI, paused_at_epoch, subset
 from tinymnist import models, recipes, sweep
-from tinymnist.cli import main
+from tinymnist.cli import build_parser, main
+
+TrialState = optuna.trial.TrialState
 
 # A tiny space that fits its budget everywhere: 2 epochs of 500 images per trial.
 SPACE = {
@@ -214,3 +221,81 @@ def test_a_fashion_mnist_sweep_records_its_dataset(tmp_path, capsys, fashion_dir
     capsys.readouterr()
     assert main(["sweep", str(folder), "--trials", "0", "--dataset", "mnist"]) == 2  # the study is on Fashion-MNIST
     assert "exists with other settings" in capsys.readouterr().err
+
+
+def test_importing_sweep_changes_no_global_state():
+    """Optuna's verbosity and the warnings filters are the process's own until a sweep runs."""
+    code = (
+        "import logging, warnings, optuna, torch  # torch adds filters of its own\n"
+        "before = optuna.logging.get_verbosity(), list(warnings.filters), logging.getLogger('optuna').level\n"
+        "import tinymnist.sweep\n"
+        "after = optuna.logging.get_verbosity(), list(warnings.filters), logging.getLogger('optuna').level\n"
+        "assert before == after, (before, after)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_sweep_restores_optuna_logging_and_warnings_after_it(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    filters = list(warnings.filters)
+    summary = sweep.run(tmp_path / "s", str(write_space(tmp_path)), 0, 1, None, None, None, "none", None, "cpu")
+    assert summary["states"]["COMPLETE"] == 0
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO and warnings.filters == filters
+
+
+@pytest.mark.parametrize("storage", ["journal", "database"])
+def test_a_design_that_kills_its_worker_is_retried_at_most_retries_times(tmp_path, monkeypatch, capsys, storage):
+    """Each time its worker dies (out of memory, say) the trial stays RUNNING; the journal's rerun or the
+    database's stale-trial check fails it and queues the design again, `retries` times, then no more."""
+    heartbeat = sweep.Heartbeat(retries=2)
+    url = None if storage == "journal" else f"sqlite:///{tmp_path / 'sweep.db'}"
+    backend = sweep.open_storage(url, tmp_path, heartbeat)
+    study = optuna.create_study(storage=backend, direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    running = lambda study_id: [t._trial_id for t in study.get_trials(states=(TrialState.RUNNING,))]  # noqa: E731
+    monkeypatch.setattr(backend, "_get_stale_trial_ids", running, raising=False)  # silent past the grace period
+    for _ in range(6):
+        if not study.get_trials(states=(TrialState.WAITING,)):
+            break
+        study.ask({"x": optuna.distributions.FloatDistribution(0, 2)})  # a worker takes the design, and dies
+        if storage == "journal":
+            sweep.retry_abandoned(study, heartbeat)  # the command run again
+        else:
+            fail_stale_trials(study)  # what every worker does before it starts a trial
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3 and all(t.params == {"x": 1.0} for t in trials)
+    if storage == "journal":
+        assert capsys.readouterr().out.splitlines()[-1].endswith("its design was tried 3 times: left failed")
+
+
+def test_heartbeat_defaults_are_optunas_scale_and_what_the_docs_say(tmp_path):
+    default = sweep.Heartbeat()
+    assert (default.interval, default.grace, default.retries) == (60, 120, 3)
+    backend = sweep.open_storage(f"sqlite:///{tmp_path / 'sweep.db'}", tmp_path)
+    assert (backend.heartbeat_interval, backend.grace_period) == (60, 120)
+    docs = " ".join((ROOT / "docs" / "sweeps.md").read_text().split())
+    assert f"heartbeat every {default.interval} s (`--heartbeat SECONDS`)" in docs
+    assert f"silent for {default.grace} s (`--grace SECONDS`" in docs
+    assert f"at most {default.retries} times (`--retries N`)" in docs
+    options = {a.dest: a.help for a in sweep_parser()._actions}
+    assert options["heartbeat"].endswith(f"({default.interval})") and options["grace"].endswith(f"({default.grace})")
+    assert options["retries"].endswith(f"({default.retries})")
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subcommands.choices["sweep"]
+
+
+def test_heartbeat_grace_and_retries_are_set_from_the_command_line(tmp_path, monkeypatch, capsys):
+    given = []
+    monkeypatch.setattr(sweep, "run", lambda *args: given.append(args[-1]) or {"best": []})
+    monkeypatch.setattr(sweep, "table", lambda summary: "")
+    args = ["sweep", str(tmp_path / "s"), "--trials", "0"]
+    assert main([*args, "--heartbeat", "5", "--grace", "30", "--retries", "0"]) == 0
+    assert given == [sweep.Heartbeat(interval=5, grace=30, retries=0)]
+    for bad in (["--heartbeat", "0"], ["--grace", "60"], ["--retries", "-1"]):  # grace must be longer than the beat
+        assert main([*args, *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tinymnist: error: --heartbeat ") and err.count("\n") == 1

@@ -72,7 +72,8 @@ def user_exists(name: str) -> bool:
 
 
 def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried(tmp_path, mnist_dir, postgres_url):
-    trials, common = 4, ["--storage", postgres_url, "--study", "pg", *TRIAL_ARGS]
+    # a short heartbeat and grace (the defaults are 60 s and 120 s), so that the killed trial is failed soon
+    trials, common = 4, ["--storage", postgres_url, "--study", "pg", "--heartbeat", "2", "--grace", "20", *TRIAL_ARGS]
     created = run_sweep(str(tmp_path / "create"), "--space", str(write_space(tmp_path)), "--trials", "0", *common,
                         mnist_dir=mnist_dir)  # fmt: skip
     assert created.returncode == 0, created.stderr  # the study exists before the workers start

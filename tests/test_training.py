@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import SUBSET_CLI, die_in_second_epoch, paused_at_epoch, subset
-from tinymnist import checkpoint, training
+from tinymnist import checkpoint, engines, training
 from tinymnist.recipes import get, override
 
 pytestmark = pytest.mark.slow  # trainings
@@ -117,10 +117,42 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist_dir):
 
 
 def test_progress_lines_without_a_terminal(small, tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "HEARTBEAT_SECONDS", 0.0)  # a line after every batch
+    monkeypatch.setattr(engines, "HEARTBEAT_SECONDS", 0.0)  # a line after every batch
     lines: list[str] = []
     training.train(
         override(SMALL, epochs=1), subset(small, 640, 100), tmp_path / "run", log=lines.append, progress=False
     )
     beats = [line for line in lines if "images/s" in line]
     assert len(beats) == 10 and "epoch 1: 10% (1/10 batches)" in beats[0], lines
+
+
+def capture_fails(self) -> None:
+    raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors ...")
+
+
+def test_a_graph_run_whose_capture_fails_trains_with_the_eager_engine_and_says_why(small, tmp_path, monkeypatch):
+    tiny, recipe = subset(small, 640, 200), override(SMALL, epochs=1)
+    monkeypatch.setattr(engines.GraphEngine, "capture", capture_fails)  # as a GPU would fail it
+    lines: list[str] = []
+    final = training.train(recipe, tiny, tmp_path / "fell", seed=3, log=lines.append, engine="graph")
+    reason = "graph engine: capture failed (CUDA error: operation not permitted when stream is capturing); "
+    assert [line for line in lines if "capture failed" in line] == [reason + "training with the eager engine"]
+    config = json.loads((tmp_path / "fell" / "config.json").read_text())
+    assert config["engine"] == final["engine"] == "eager" and config["engine_fallback"] == final["engine_fallback"]
+    eager = training.train(recipe, tiny, tmp_path / "eager", seed=3, log=quiet, engine="eager")
+    assert metrics(final) == metrics(eager)  # exactly an eager run: nothing of the failed capture is left
+
+
+def test_a_resumed_graph_run_whose_capture_fails_continues_uncaptured(small, tmp_path, monkeypatch):
+    tiny = subset(small, 640, 200)
+    whole = training.train(SMALL, tiny, tmp_path / "whole", seed=7, log=quiet, engine="graph")
+    restore = die_in_second_epoch(monkeypatch, training.GraphEngine)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(SMALL, tiny, tmp_path / "cut", seed=7, log=quiet, engine="graph")
+    restore()
+    monkeypatch.setattr(engines.GraphEngine, "capture", capture_fails)
+    resumed = training.train(SMALL, tiny, tmp_path / "cut", seed=7, resume=True, log=quiet)
+    assert resumed["engine"] == "graph" and resumed["engine_fallback"].endswith("training with its step uncaptured")
+    assert metrics(resumed) == metrics(whole)  # its own optimizer state, continued exactly
+    config = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert config["engine"] == "graph" and config["engine_fallback"] == resumed["engine_fallback"]

@@ -10,7 +10,7 @@ first use). Bad input raises a `tinymnist.TinyMnistError` subclass with a one-li
 The command line is built on the same functions.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -196,6 +196,7 @@ def train(
     precision: str = "auto",
     engine: str = "auto",
     verbose: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
     **fields: object,
 ) -> Run:
     """Train a recipe (a registered name, a recipe file or a `Recipe`), with any fields changed
@@ -206,6 +207,11 @@ def train(
     ("mnist" or "fashion-mnist") from `data_dir`. `precision` ("auto", "bf16", "fp32") and `engine`
     ("auto", "eager", "graph") are as in `tinymnist train --help`. Quiet unless `verbose`: then one
     line per epoch and the seed's verdict.
+
+    `on_epoch(metrics)` is called after each epoch is saved, with that epoch's record (a copy of its
+    metrics.jsonl line), e.g. to send it to TensorBoard or MLflow. An exception raised there stops the
+    run and reaches the caller unchanged; the epochs done are kept, and `tinymnist train --resume`
+    continues them.
     """
     if isinstance(recipe, str):
         recipe = recipes.resolve(recipe)
@@ -232,5 +238,6 @@ def train(
         log=log,
         precision_request=precision,
         engine=engine,
+        on_epoch=on_epoch,
     )
     return Run(out, load(out, dev), final["history"])

@@ -289,12 +289,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if args.storage and args.storage.startswith("sqlite") and args.workers > 1:
         raise TinyMnistError(f"--storage {args.storage}: SQLite is unsafe with parallel workers; omit --storage")
     folder = Path(args.folder)
+    given = {"interval": args.heartbeat, "grace": args.grace, "retries": args.retries}
+    heartbeat = sweep.Heartbeat(**{k: v for k, v in given.items() if v is not None})  # checked before any loading
     dataset = data.get(args.dataset).name if args.dataset else None  # None: MNIST, or the study's
     if args.trials:  # check (or download) the data once, before any worker
         data.load(args.data_dir, download=not args.no_download, dataset=dataset or data.DEFAULT)
     summary = sweep.run(
         folder, args.space, args.trials, args.workers, args.storage, args.study, args.train_images, args.pruner,
-        args.data_dir, args.device, dataset,
+        args.data_dir, args.device, dataset, heartbeat,
     )  # fmt: skip
     print(sweep.table(summary))
     if summary["best"]:
@@ -342,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--engine",
-        help="auto (default): graph on CUDA (the whole step as one CUDA graph), eager elsewhere; "
-        "eager forces the plain loop, e.g. for debugging",
+        help="auto (default): graph on CUDA (the whole step as one CUDA graph; eager, saying why, if capture "
+        "fails), eager elsewhere; eager forces the plain loop, e.g. for debugging",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
     add_data_args(p)
@@ -471,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: the folder's name)")
     p.add_argument("--train-images", type=int, help="train on the first N of the 55,000 images (default: all)")
     p.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="(default: median)")
+    p.add_argument("--heartbeat", type=int, metavar="SECONDS", help="with --storage: workers beat this often (60)")
+    p.add_argument("--grace", type=int, metavar="SECONDS", help="with --storage: a trial silent this long fails (120)")
+    p.add_argument("--retries", type=int, help="times a killed trial's design is queued again, then left failed (3)")
     add_data_args(p, default="mnist, or the study's")
     return parser
 

@@ -66,6 +66,8 @@ def train_seed(
         "train_seconds": final["train_seconds"],
         "wall_seconds": final["wall_seconds"],
         "images_per_second": statistics.fmean(r["images_per_second"] for r in history),
+        "engine": final["engine"],
+        **{k: final[k] for k in ("engine_fallback",) if k in final},  # a graph capture that failed
         "run_dir": str(run_dir),
     }
 

@@ -17,7 +17,7 @@ from tinymnist import models, precision, recipes
 from tinymnist.checkpoint import save_json
 from tinymnist.errors import TinyMnistError
 from tinymnist.models import TARGET
-from tinymnist.recipes import Recipe
+from tinymnist.recipes import Recipe, tomllib
 
 
 def machine(device: torch.device | str = "cpu") -> dict:
@@ -48,20 +48,37 @@ def machine(device: torch.device | str = "cpu") -> dict:
 
 
 PACKAGE = Path(__file__).resolve().parent
+GIT_SECONDS = 10  # each git command; a hung git (a stale lock, a network file system) gives no commit
 
 
-def git_state(folder: Path = PACKAGE) -> dict:
+def checkout(package: Path) -> Path | None:
+    """The git checkout whose src/ holds `package` and whose pyproject.toml names tinymnist; None for an
+    installed copy (e.g. in a .venv inside the user's own repository, whose commit is not tinymnist's)."""
+    top = package.parent.parent
+    try:
+        name = tomllib.loads((top / "pyproject.toml").read_text()).get("project", {}).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return top if package.parent.name == "src" and name == "tinymnist" and (top / ".git").exists() else None
+
+
+def git_state(package: Path = PACKAGE) -> dict:
     """The commit the code runs from ('+dirty' if the work tree has changes) and, if dirty, what:
-    the changed files and the SHA-256 of `git diff HEAD`, so the change can be recognised later."""
+    the changed files and the SHA-256 of `git diff HEAD`, so the change can be recognised later.
+    Only for tinymnist's own checkout; git runs nowhere else, and for at most GIT_SECONDS each time."""
+    top = checkout(package)
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout
+        run = subprocess.run(["git", *args], cwd=top, capture_output=True, text=True, check=True, timeout=GIT_SECONDS)
+        return run.stdout
 
     try:
+        if top is None or Path(git("rev-parse", "--show-toplevel").strip()).resolve() != top.resolve():
+            return {"git_commit": None}
         commit = git("rev-parse", "HEAD").strip()
         changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
         diff = git("diff", "HEAD") if changed else ""
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return {"git_commit": None}
     if not changed:
         return {"git_commit": commit}

@@ -8,7 +8,8 @@ The test set never enters a sweep.
 
 Storage: by default an Optuna journal file in the sweep folder (worker processes on one machine,
 nothing to start); with `--storage postgresql+psycopg://...` many machines run the same command
-against one database, whose heartbeat marks a killed worker's trial failed and queues it again.
+against one database, whose heartbeat marks a killed worker's trial failed and queues it again
+(a bounded number of times: a design that kills its worker, e.g. out of memory, is left failed).
 The study is created once, before any worker starts; rerunning the command continues it.
 """
 
@@ -22,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from tinymnist.training import pick_device, train
 
 VAL_IMAGES = 5_000  # the fixed validation split of `tinymnist train --val 5000`
 JOURNAL = "journal.log"  # the default storage, in the sweep folder
-HEARTBEAT_SECONDS, GRACE_SECONDS = 2, 20  # a trial silent for GRACE_SECONDS is failed and retried
+WAIT_SECONDS = 2  # a worker with nothing to start looks again this often for others' trials to end
 # Stop poor trials early, judged on each epoch's validation accuracy.
 PRUNER: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4),  # from mid-trial on: judged()
@@ -54,8 +55,44 @@ class SweepError(TinyMnistError):
     pass
 
 
-optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module prints one line per trial itself
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, plots
+@dataclass(frozen=True)
+class Heartbeat:
+    """How a dead worker is noticed, at Optuna's usual scale: with a database, workers beat every
+    `interval` s, and a trial silent for `grace` s (its machine died or paused too long) is failed and
+    its design queued again, at most `retries` times (so one that kills its worker is not forever)."""
+
+    interval: int = 60
+    grace: int = 120
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        values = (self.interval, self.grace, self.retries)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise SweepError(f"--heartbeat, --grace and --retries must be whole numbers, not {values}")
+        if self.interval < 1 or self.grace <= self.interval or self.retries < 0:
+            raise SweepError(
+                f"--heartbeat {self.interval} --grace {self.grace} --retries {self.retries}: the heartbeat "
+                "must be at least 1 s, the grace longer than it, and the retries at least 0"
+            )
+
+    def retry(self, study: optuna.Study, failed: FrozenTrial) -> None:
+        """Queue a failed trial's design again (a WAITING copy with its retry_history), up to `retries` times."""
+        RetryHeartbeatStaleTrialCallback(max_retry=self.retries)(study, failed)
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's log lines and its experimental-feature warnings (heartbeats, plots) off while a sweep
+    runs, as it prints one line per trial itself; restored after, so the rest of the process (and
+    importing this module) keeps its own logging and warnings settings."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def load_space(name_or_file: str) -> dict:
@@ -152,7 +189,7 @@ def recipe_of(space: dict, values: dict) -> Recipe:
     return replace(recipes.get(space["base"]), model=model_name(space, values), **fixed)
 
 
-def open_storage(url: str | None, folder: Path) -> optuna.storages.BaseStorage:
+def open_storage(url: str | None, folder: Path, heartbeat: Heartbeat = Heartbeat()) -> optuna.storages.BaseStorage:
     """The journal file in `folder`, or a database with a heartbeat; a bad URL is one line."""
     if url is None:
         return JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
@@ -163,9 +200,9 @@ def open_storage(url: str | None, folder: Path) -> optuna.storages.BaseStorage:
             return RDBStorage(
                 url,
                 engine_kwargs={"pool_pre_ping": True},
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(),
+                heartbeat_interval=heartbeat.interval,
+                grace_period=heartbeat.grace,
+                heartbeat_stale_trial_callback=heartbeat.retry,
             )
         except sqlalchemy.exc.IntegrityError:
             time.sleep(1 + attempt)
@@ -215,13 +252,15 @@ def sweeping(folder: Path) -> Iterator[bool]:
         yield alone
 
 
-def retry_abandoned(study: optuna.Study) -> None:
+def retry_abandoned(study: optuna.Study, heartbeat: Heartbeat) -> None:
     """Journal storage has no heartbeat: when no other command runs in this folder, a trial still
     RUNNING was killed with its worker; fail it and queue its design again, as the database does."""
     for t in study.get_trials(states=(TrialState.RUNNING,)):
+        tries = len(t.system_attrs.get("retry_history", [])) + 1  # before retry(), which appends to it
         study.tell(t.number, state=TrialState.FAIL)
-        RetryHeartbeatStaleTrialCallback()(study, t)  # a WAITING copy: same design, retry_history
-        print(f"trial {t.number} was left running by a killed sweep: failed, queued again")
+        heartbeat.retry(study, t)
+        then = "queued again" if tries <= heartbeat.retries else f"its design was tried {tries} times: left failed"
+        print(f"trial {t.number} was left running by a killed sweep: failed, {then}")
 
 
 def study_dataset(s: optuna.Study) -> str:
@@ -286,9 +325,10 @@ def counted(trials: list[FrozenTrial]) -> int:
     return sum(t.state in FINISHED and "rejected" not in t.user_attrs for t in trials)
 
 
+@quiet_optuna()
 def work(
     folder: Path, storage_url: str | None, study: str, trials: int, pruner: str, data_dir: str | None, device: str,
-    index: int = 0,
+    heartbeat: Heartbeat = Heartbeat(), index: int = 0,
 ) -> None:  # fmt: skip
     """One worker: run trials until the study has `trials` counted ones and none running or queued.
     Worker `index` runs on GPU index mod the number of GPUs, or on one CPU thread."""
@@ -296,7 +336,8 @@ def work(
     dev = pick_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", index % torch.cuda.device_count())
-    s = optuna.load_study(study_name=study, storage=open_storage(storage_url, folder), pruner=PRUNER[pruner]())
+    storage = open_storage(storage_url, folder, heartbeat)
+    s = optuna.load_study(study_name=study, storage=storage, pruner=PRUNER[pruner]())
     with sweeping(folder):  # so that a rerun never takes this worker's trials for abandoned ones
         mnist = data.validation_split(data.load(data_dir, dataset=study_dataset(s)).to(dev), VAL_IMAGES)
         n = s.user_attrs.get("train_images")
@@ -307,39 +348,41 @@ def work(
             print(describe(t), flush=True)
 
         while True:
-            fail_stale_trials(s)  # databases: a killed worker's trial -> FAIL, and queued again
+            fail_stale_trials(s)  # databases: a killed worker's trial -> FAIL, and queued again (bounded)
             now = s.get_trials(deepcopy=False)
             states = [t.state for t in now]
             if TrialState.WAITING in states or counted(now) + states.count(TrialState.RUNNING) < trials:
                 s.optimize(lambda t: objective(t, mnist, folder), n_trials=1, callbacks=[line])
             elif TrialState.RUNNING in states and storage_url:  # wait: another worker's, or a stale one
-                time.sleep(HEARTBEAT_SECONDS)
+                time.sleep(WAIT_SECONDS)
             else:
                 return
 
 
+@quiet_optuna()
 def run(
     folder: Path, space: str | None, trials: int, workers: int, storage_url: str | None, study: str | None,
     train_images: int | None, pruner: str, data_dir: str | None, device: str, dataset: str | None = None,
+    heartbeat: Heartbeat = Heartbeat(),
 ) -> dict:  # fmt: skip
     """Create or continue the sweep in `folder` with `workers` processes; returns its summary."""
     saved = read_json(folder / "sweep.json", "sweep folder") if (folder / "sweep.json").is_file() else {}
     study = study or saved.get("study") or folder.resolve().name
     settings = {"space": load_space(space) if space else None, "train_images": train_images, "dataset": dataset}
     folder.mkdir(parents=True, exist_ok=True)
-    s = create(open_storage(storage_url, folder), study, settings)
+    s = create(open_storage(storage_url, folder, heartbeat), study, settings)
     checkpoint.save_json(folder / "sweep.json", {"study": study})  # the rest lives in the study
     start = time.perf_counter()
     with sweeping(folder) as alone:
         if alone and storage_url is None:
-            retry_abandoned(s)
+            retry_abandoned(s, heartbeat)
         if trials and workers == 1:
-            work(folder, storage_url, study, trials, pruner, data_dir, device)
+            work(folder, storage_url, study, trials, pruner, data_dir, device, heartbeat)
         elif trials:
             # spawn, not fork: a forked child of a process that has used OpenMP threads can hang
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 jobs = [
-                    pool.submit(work, folder, storage_url, study, trials, pruner, data_dir, device, i)
+                    pool.submit(work, folder, storage_url, study, trials, pruner, data_dir, device, heartbeat, i)
                     for i in range(workers)
                 ]
                 for job in jobs:

@@ -7,10 +7,11 @@ optimizer and schedule. Every epoch's randomness (order, augmentation, dropout) 
 uninterrupted one does. The test set (or, with a validation split, the held-out images) is
 evaluated after each epoch for the log only: nothing is chosen by it.
 
-Two engines run the steps: the eager loop below (torch.optim, the default on CPUs) and the graph
-engine (`tinymnist.graph`, the whole step captured as one CUDA graph, the default on CUDA). The
-precision (bf16 autocast or float32) is decided per machine by `tinymnist.precision`. Both choices
-are recorded in the run's config and kept when a run resumes.
+Two engines run the steps (`tinymnist.engines`, one interface): the eager loop (torch.optim, the
+default on CPUs) and the graph engine (the whole step captured as one CUDA graph, the default on
+CUDA; if capture fails, a new run falls back to the eager engine and says why). The precision
+(bf16 autocast or float32) is decided per machine by `tinymnist.precision`. Both choices, and a
+fallback, are recorded in the run's config and kept when a run resumes.
 """
 
 import json
@@ -21,25 +22,17 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm import tqdm
 
 import tinymnist
-from tinymnist import checkpoint, models, plots, precision, results
-from tinymnist.augment import random_affine
-from tinymnist.data import DEFAULT, MNIST, normalize
+from tinymnist import checkpoint, engines, models, plots, precision, results
+from tinymnist.data import DEFAULT, MNIST
+from tinymnist.engines import EagerEngine, GraphEngine, choose_engine  # noqa: F401 (the engines, for tests)
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
-from tinymnist.graph import GraphEngine
 from tinymnist.models import TARGET
-from tinymnist.optim import make_optimizer
-from tinymnist.precision import forward
 from tinymnist.recipes import Recipe, from_dict, to_dict
 
 SEED_LIMITS = {"parameters": 20_000, "accuracy": TARGET, "epochs": 20}  # the seed document's claim (on MNIST)
-ENGINES = ("auto", "eager", "graph")
-HEARTBEAT_SECONDS = 10.0  # without a terminal, a progress line this often within an epoch
 PLOT_SECONDS = 30.0  # the curves are redrawn at most this often, and once at the end
 
 
@@ -66,67 +59,6 @@ def new_run_dir(model: str, root: Path = Path("runs")) -> Path:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
-
-
-class EagerEngine:
-    """The eager loop: one Python step per batch with torch.optim and its scheduler."""
-
-    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, bf16: bool, heartbeat: Callable | None) -> None:
-        self.model, self.recipe, self.data, self.bf16, self.heartbeat = model, recipe, data, bf16, heartbeat
-        self.steps = len(data.train_labels) // recipe.batch_size  # the last partial batch is dropped
-        self.opt, self.sched = make_optimizer(model.parameters(), recipe, recipe.epochs * self.steps)
-        self.capture_seconds = 0.0
-        self.progress = False  # a tqdm bar, on a terminal
-
-    @property
-    def lr(self) -> float:
-        return float(self.sched.get_last_lr()[0])
-
-    def epoch(self, generator: torch.Generator) -> tuple[float, float]:
-        """One pass over the training images in the order drawn from `generator`; mean loss and accuracy."""
-        model, recipe, data, bs = self.model, self.recipe, self.data, self.recipe.batch_size
-        model.train()
-        order = torch.randperm(len(data.train_labels), generator=generator, device=generator.device)
-        total_loss = torch.zeros((), device=data.train_labels.device)
-        correct = torch.zeros((), dtype=torch.long, device=data.train_labels.device)
-        start = last_beat = time.perf_counter()
-        for i in tqdm(range(self.steps), disable=not self.progress, leave=False, unit="batch"):
-            idx = order[i * bs : (i + 1) * bs]
-            x = data.train_images[idx].unsqueeze(1).float().div_(255)
-            x = normalize(random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator), data.dataset)
-            if recipe.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = data.train_labels[idx]
-            logits = forward(model, x, self.bf16)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            self.sched.step()
-            total_loss += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            now = time.perf_counter()
-            if self.heartbeat and now - last_beat >= HEARTBEAT_SECONDS:
-                self.heartbeat(i + 1, self.steps, (i + 1) * bs / (now - start))
-                last_beat = now
-        seen = self.steps * bs
-        return total_loss.item() / seen, correct.item() / seen
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-
-
-def choose_engine(requested: str, device: torch.device) -> str:
-    """The graph engine on CUDA, where launching kernels from Python is the bottleneck; eager elsewhere."""
-    if requested not in ENGINES:
-        raise TinyMnistError(f"--engine {requested!r}: choose {', '.join(ENGINES)}")
-    if requested == "auto":
-        return "graph" if device.type == "cuda" else "eager"
-    return requested
 
 
 def verdict(parameters: int, history: list[dict], split: str) -> list[str]:
@@ -164,11 +96,13 @@ def train(
     `split` names what `data`'s test tensors are ("test", or "val" for a validation split).
     `precision_request` ("auto", "bf16", "fp32") and `engine` ("auto", "eager", "graph") are resolved
     for this machine and recorded in config.json. With `resume`, training continues from
-    `out/last.pt` with the run's recorded precision and engine. `on_epoch` gets each epoch's record
-    once it is saved (an exception raised there stops the run, e.g. a sweep pruning a trial).
+    `out/last.pt` with the run's recorded precision and engine. `on_epoch` gets a copy of each epoch's
+    record (its metrics.jsonl line) once it is saved; an exception raised there stops the run and is
+    raised to the caller, with that epoch saved (a sweep pruning a trial; `--resume` continues it).
     """
     device = data.train_images.device
     progress = sys.stdout.isatty() if progress is None else progress
+    recorded: dict = {}  # the config of the run resumed
     if resume:
         recorded = resume_settings(out)[1]
         bf16 = recorded.get("precision", {}).get("bf16", recipe.bf16)  # runs before the choice: the recipe's
@@ -189,11 +123,11 @@ def train(
         log(f"  epoch {epoch}: {done / steps:.0%} ({done}/{steps} batches)  {images_per_second:,.0f} images/s  "
             f"epoch ends in {eta:.0f}s")  # fmt: skip
 
-    if engine == "graph":
-        runner: EagerEngine | GraphEngine = GraphEngine(model, recipe, data, chosen["bf16"], capture=True)
-    else:
-        runner = EagerEngine(model, recipe, data, chosen["bf16"], None if progress else heartbeat)
-        runner.progress = progress
+    runner, fallback = engines.create(
+        engine, model, recipe, data, chosen["bf16"], None if progress else heartbeat, progress, resume, log
+    )
+    engine, fallback = runner.name, fallback or recorded.get("engine_fallback", "")
+    fell_back = {"engine_fallback": fallback} if fallback else {}  # why it is not the engine first chosen
     history: list[dict] = []
     started, earlier = time.perf_counter(), 0.0  # wall time of this process, and of those before it
 
@@ -205,6 +139,8 @@ def train(
                 f"{out}: a run on {state.get('dataset', DEFAULT)}, not {data.dataset}; cannot resume it"
             )
         log(f"resuming {out} after epoch {len(history)} of {recipe.epochs}")
+        if fallback != recorded.get("engine_fallback", ""):  # the graph could not be captured this time
+            checkpoint.save_json(out / "config.json", {**recorded, **fell_back})
     else:
         out.mkdir(parents=True, exist_ok=True)
         config = {
@@ -215,6 +151,7 @@ def train(
             "parameters": parameters,
             "device": str(device),
             "engine": engine,
+            **fell_back,
             "precision": chosen,
             "machine": results.machine(device),
             "torch": torch.__version__,
@@ -235,7 +172,7 @@ def train(
         lr = runner.lr
         start = time.perf_counter()
         train_loss, train_acc = runner.epoch(generator)
-        seconds = time.perf_counter() - start - runner.capture_seconds
+        seconds = time.perf_counter() - start
         result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last, data.dataset)
         record = {
             "epoch": epoch,
@@ -263,6 +200,7 @@ def train(
                 "dataset": data.dataset,
                 "seed": seed,
                 "engine": engine,
+                **fell_back,
                 **runner.state_dict(),
                 "history": history,
                 "wall_seconds": earlier + time.perf_counter() - started,
@@ -275,7 +213,7 @@ def train(
             plots.training_curves(history, split, out / "curves.png")
             last_plot = time.perf_counter()
         if on_epoch:
-            on_epoch(record)
+            on_epoch(dict(record))  # a copy: the history saved next epoch is the run's own
 
     final = {
         "model": recipe.model,
@@ -286,6 +224,7 @@ def train(
         "parameters": parameters,
         "split": split,
         "engine": engine,
+        **fell_back,
         "precision": chosen,
         "final": history[-1],
         "history": history,
