@@ -229,16 +229,30 @@ def cmd_predict(args: argparse.Namespace) -> None:
     results = inference.predict_files(model, files, args.top, dataset)
     for file, r in zip(files, results, strict=True):
         if isinstance(r, images.ImageError) and args.json:
-            print(json.dumps({"file": str(file), "error": str(r)}))
+            print(json.dumps({"file": printable(str(file)), "error": printable(str(r))}))
         elif isinstance(r, images.ImageError):
-            print(f"tinymnist: error: {r}", file=sys.stderr)
+            print(f"tinymnist: error: {printable(str(r))}", file=sys.stderr)
         elif args.json:
-            print(json.dumps(r.to_json()))
+            print(json.dumps({**r.to_json(), "file": printable(r.file)}))
         else:
-            print(f"{r.file}: " + "  ".join(f"{classes[d]} ({p:.1%})" for d, p in r.top))
+            print(f"{printable(r.file)}: " + "  ".join(f"{classes[d]} ({p:.1%})" for d, p in r.top))
     failed = sum(isinstance(r, images.ImageError) for r in results)
     if failed:
         raise TinyMnistError(f"{failed} of {len(results)} files could not be predicted")
+
+
+def printable(text: str) -> str:
+    """`text` (a file name, or a message naming one) as one line of printable text: bytes that are not
+    UTF-8 (kept by Python as surrogates) as \\xNN, control characters (newline, tab, escape) escaped, so
+    that a name can neither crash the printing nor split or forge a line of the output."""
+    if text.isprintable():
+        return text
+    return "".join(
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+        else c if c.isprintable()
+        else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )  # fmt: skip
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -472,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal's encoding lacks: escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -60,6 +60,8 @@ def predict_files(
             results.append(None)  # filled in below, once the batch is predicted
         except images.ImageError as e:
             results.append(e)
+        except Exception as e:  # whatever a damaged file makes the decoder raise: that file's answer, not all
+            results.append(images.ImageError(f"{path}: cannot read this image ({type(e).__name__}: {e})"))
     if digits:
         names = [str(files[i]) for i in read]
         for i, prediction in zip(read, top_digits(model, torch.stack(digits), names, top, dataset), strict=True):
