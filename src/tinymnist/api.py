@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tinymnist import checkpoint, data, inference, pretrained, recipes, training
+from tinymnist import data, inference, pretrained, recipes, training
 from tinymnist.data import DEFAULT, get
 from tinymnist.errors import TinyMnistError
 from tinymnist.images import ImageError, read, to_input
@@ -128,11 +128,7 @@ def train(
         recipe = recipes.resolve(recipe)
     recipe = recipes.validate(recipes.override(recipe, **{k: recipes.check_value(k, v) for k, v in fields.items()}))
     out = Path(out) if out else training.new_run_dir(recipe.model)
-    # a folder with only config.json is a run stopped in its first epoch: nothing to lose, start it again
-    if any((out / name).exists() for name in (checkpoint.LAST, checkpoint.FINAL)):
-        raise TinyMnistError(
-            f"{out}: already holds a run; resume it (tinymnist train --resume {out}) or choose another"
-        )
+    training.check_new_run(out)  # before the data is loaded; a run stopped in its first epoch starts again
     dev = training.pick_device(device)
     mnist = (mnist or data.load(data_dir, download=download, dataset=dataset or data.DEFAULT)).to(dev)
     split = "test"

@@ -48,6 +48,25 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def check_folder(path: Path, ours: Callable[[Path], bool] | None = None, what: str = "") -> None:
+    """Refuse, before anything is written into `path`, a file, or (given `ours`) a folder that is
+    neither empty nor `what` as `ours` recognises it: the user's own files are never overwritten."""
+    if path.exists() and not path.is_dir():
+        raise TinyMnistError(f"{path}: is a file, not a folder; choose a new or empty folder")
+    if ours and path.is_dir() and any(path.iterdir()) and not ours(path):
+        raise TinyMnistError(
+            f"{path}: a folder that is neither empty nor {what}; nothing was written, choose a new or empty folder"
+        )
+
+
+def check_file(path: Path, overwrite: bool = False) -> None:
+    """Refuse, before any work, to write over a folder, or over a file unless `overwrite`."""
+    if path.is_dir():
+        raise TinyMnistError(f"{path}: is a folder; give a file name")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise TinyMnistError(f"{path}: already exists; pass --overwrite to replace it")
+
+
 def save(path: Path, checkpoint: dict) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a Python file, so a full disk raises OSError (ENOSPC)

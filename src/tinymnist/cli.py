@@ -136,14 +136,27 @@ def resume(args: argparse.Namespace) -> None:
     train(recipe, mnist, out, seed=config["seed"], split=config.get("split", "test"), resume=True)
 
 
+PLOTS = ("confusion.png", "mistakes.png")  # what `evaluate` writes
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from tinymnist import data, plots, pretrained
+    from tinymnist import checkpoint, data, plots, pretrained
     from tinymnist.evaluation import evaluate
-    from tinymnist.training import pick_device
+    from tinymnist.training import is_run, pick_device
 
     device = pick_device(args.device)
     model, info = pretrained.load_model(args.run, device)
     spec = data.get(dataset_of(args, info))
+    if args.out:
+        out = Path(args.out)
+    elif pretrained.is_shipped(args.run):
+        out = None
+    else:
+        out = Path(info["source"]).parent  # the run folder (or the folder of a checkpoint file)
+    if out is not None:  # a run's own plots are redrawn; files of the same name elsewhere are the user's
+        checkpoint.check_folder(out)
+        for name in PLOTS if not is_run(out) else ():
+            checkpoint.check_file(out / name, args.overwrite)
     mnist = data.load(args.data_dir, download=not args.no_download, dataset=spec.name).to(device)
     result = evaluate(model, mnist.test_images, mnist.test_labels, dataset=spec.name)
     print(f"{info['model']} ({spec.title}) from {info['source']}")
@@ -151,21 +164,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print("per-class accuracy:")
     for label, acc in zip(spec.classes, result.per_class, strict=True):
         print(f"  {label}: {acc:.2%}")
-    if args.out:
-        out = Path(args.out)
-    elif pretrained.is_shipped(args.run):
+    if out is None:
         print("(no plots: a shipped model has no run folder; --out DIR writes confusion.png and mistakes.png)")
         return
-    else:
-        out = Path(info["source"]).parent  # the run folder
     out.mkdir(parents=True, exist_ok=True)
-    plots.confusion_matrix(mnist.test_labels, result.predictions, out / "confusion.png")
-    shown = plots.mistakes(mnist.test_images, mnist.test_labels.cpu(), result.probabilities, out / "mistakes.png")
-    print(f"wrote {out / 'confusion.png'} and {out / 'mistakes.png'} ({shown} most confident mistakes)")
+    confusion, mistakes = (out / name for name in PLOTS)
+    plots.confusion_matrix(mnist.test_labels, result.predictions, confusion)
+    shown = plots.mistakes(mnist.test_images, mnist.test_labels.cpu(), result.probabilities, mistakes)
+    print(f"wrote {confusion} and {mistakes} ({shown} most confident mistakes)")
 
 
 def cmd_repeat(args: argparse.Namespace) -> None:
-    from tinymnist import data
+    from tinymnist import checkpoint, data
     from tinymnist.repeat import repeat
 
     if args.seeds < 1 or args.jobs < 1:
@@ -175,9 +185,13 @@ def cmd_repeat(args: argparse.Namespace) -> None:
         raise TinyMnistError("--set/--epochs change the recipe: name its results with --name")
     recipe = recipes.validate(recipes.override(recipes.resolve(args.recipe), **fields))
     name = args.name or (args.recipe if args.recipe in recipes.RECIPES else Path(args.recipe).stem)
+    if Path(name).name != name or name.startswith("."):
+        raise TinyMnistError(f"--name {name!r}: a plain file name, without '/' or a leading '.'")
     spec = data.get(args.dataset or data.DEFAULT)
     out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{name}.json"
     runs = Path(args.runs or Path("runs/repeat") / data.subfolder(spec.name))
+    for folder in (out.parent, runs):
+        checkpoint.check_folder(folder)
     data.load(args.data_dir, download=not args.no_download, dataset=spec.name)  # check (or download) it once
     try:
         state = repeat(name, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
@@ -256,7 +270,7 @@ def printable(text: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from tinymnist import data, export, pretrained
+    from tinymnist import checkpoint, data, export, pretrained
 
     if not args.out and pretrained.is_shipped(args.run):
         raise TinyMnistError(f"{args.run} is a shipped model: say where to write it with --out FILE")
@@ -265,6 +279,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else source.with_suffix(export.FORMATS[args.format])
     if out.resolve() == source.resolve():
         raise TinyMnistError(f"--out {out}: is the checkpoint being exported; choose another file")
+    checkpoint.check_file(out, args.overwrite)
     dataset = dataset_of(args, info)
     mnist = data.load(args.data_dir, download=not args.no_download, dataset=dataset)
     check = mnist.test_images[: export.CHECK_IMAGES]
@@ -371,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("--out", help="folder for confusion.png and mistakes.png (default: the run folder)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace confusion.png and mistakes.png outside a run folder"
+    )
     add_data_args(p, default="the checkpoint's")
 
     p = command(
@@ -461,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="file to write (default: beside the checkpoint, .onnx or .torchscript.pt; needed for a shipped model)",
     )
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into neighbouring convolutions first")
+    p.add_argument("--overwrite", action="store_true", help="replace the file if it exists (default: refuse)")
     add_data_args(p, device=False, default="the checkpoint's")
 
     p = command(

@@ -321,6 +321,7 @@ def run(
     train_images: int | None, pruner: str, data_dir: str | None, device: str, dataset: str | None = None,
 ) -> dict:  # fmt: skip
     """Create or continue the sweep in `folder` with `workers` processes; returns its summary."""
+    checkpoint.check_folder(folder, is_sweep, "a tinymnist sweep folder")
     saved = read_json(folder / "sweep.json", "sweep folder") if (folder / "sweep.json").is_file() else {}
     study = study or saved.get("study") or folder.resolve().name
     settings = {"space": load_space(space) if space else None, "train_images": train_images, "dataset": dataset}
@@ -343,6 +344,11 @@ def run(
                 for job in jobs:
                     job.result()
     return summarize(folder, s, time.perf_counter() - start)
+
+
+def is_sweep(folder: Path) -> bool:
+    """Whether `folder` is a sweep's (it has the study's name or the journal), so a sweep may write into it."""
+    return (folder / "sweep.json").is_file() or (folder / JOURNAL).is_file()
 
 
 def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:

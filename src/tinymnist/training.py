@@ -64,6 +64,27 @@ def new_run_dir(model: str, root: Path = Path("runs")) -> Path:
     return path
 
 
+def is_run(folder: Path) -> bool:
+    """Whether `folder` holds a tinymnist run's config.json (a run stopped before its first epoch
+    ended has only that), so that training may write into it."""
+    try:
+        with open(folder / "config.json", "rb") as f:
+            config = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("recipe"), dict) and "seed" in config
+
+
+def check_new_run(out: Path) -> None:
+    """Refuse, before anything is written, an `out` that a new run would overwrite: a run that can be
+    resumed or is finished, a file, or a folder of other files."""
+    if any((out / name).exists() for name in (checkpoint.LAST, checkpoint.FINAL)):
+        raise TinyMnistError(
+            f"{out}: already holds a run; resume it (tinymnist train --resume {out}) or choose another"
+        )
+    checkpoint.check_folder(out, is_run, "a tinymnist run folder")
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
@@ -206,6 +227,7 @@ def train(
             )
         log(f"resuming {out} after epoch {len(history)} of {recipe.epochs}")
     else:
+        check_new_run(out)
         out.mkdir(parents=True, exist_ok=True)
         config = {
             "recipe": to_dict(recipe),
