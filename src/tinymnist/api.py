@@ -126,7 +126,10 @@ def train(
     """
     if isinstance(recipe, str):
         recipe = recipes.resolve(recipe)
-    recipe = recipes.validate(recipes.override(recipe, **{k: recipes.check_value(k, v) for k, v in fields.items()}))
+    recipe = recipes.validate(recipes.override(recipe, **fields))
+    recipes.check("seed", seed, int, recipes.SEED_RULE)
+    if val is not None:
+        recipes.check("val", val, int, recipes.Rule(1))  # and below the training set's size: validation_split
     out = Path(out) if out else training.new_run_dir(recipe.model)
     training.check_new_run(out)  # before the data is loaded; a run stopped in its first epoch starts again
     dev = training.pick_device(device)

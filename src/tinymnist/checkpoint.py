@@ -125,7 +125,15 @@ def read(path: str | Path, device: str | torch.device = "cpu") -> dict:
         isinstance(weights, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items())
     ):
         raise CheckpointError(f"{path}: not a tinymnist checkpoint (its model name or weights are of the wrong type)")
+    check_finite(weights, path)
     return checkpoint
+
+
+def check_finite(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights that hold NaN or infinity (a diverged run): they would answer nan for every image."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights are not finite (NaN or infinity in {bad[0]}): a diverged run?")
 
 
 def restore(path: Path, recipe: dict, model: nn.Module, engine) -> dict:

@@ -71,6 +71,13 @@ def recipe_changes(args: argparse.Namespace, **shortcuts: object) -> dict:
     return fields
 
 
+def check_options(args: argparse.Namespace, **rules: recipes.Rule) -> None:
+    """The integer options named (those given) within their rules, e.g. --jobs from 1 to 256."""
+    for name, rule in rules.items():
+        if getattr(args, name) is not None:
+            recipes.check(f"--{name.replace('_', '-')}", getattr(args, name), int, rule)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     fields = recipe_changes(args, model=args.model, batch_size=args.batch_size, lr=args.lr)
     if args.resume:
@@ -178,8 +185,7 @@ def cmd_repeat(args: argparse.Namespace) -> None:
     from tinymnist import checkpoint, data
     from tinymnist.repeat import repeat
 
-    if args.seeds < 1 or args.jobs < 1:
-        raise TinyMnistError("--seeds and --jobs must be at least 1")
+    check_options(args, seeds=recipes.Rule(1, 1_000), jobs=recipes.Rule(1, 256))
     fields = recipe_changes(args)
     if fields and not args.name:
         raise TinyMnistError("--set/--epochs change the recipe: name its results with --name")
@@ -311,8 +317,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         from tinymnist import sweep
     except ModuleNotFoundError as e:
         raise TinyMnistError(f"sweep needs {e.name}, which is not installed: pip install 'tinymnist[sweep]'") from None
-    if args.trials < 0 or args.workers < 1 or (args.train_images is not None and args.train_images < 1):
-        raise TinyMnistError("--trials must be at least 0, --workers and --train-images at least 1")
+    check_options(args, trials=recipes.Rule(0, 100_000), workers=recipes.Rule(1, 256), train_images=recipes.Rule(1))
     if args.storage and args.storage.startswith("sqlite") and args.workers > 1:
         raise TinyMnistError(f"--storage {args.storage}: SQLite is unsafe with parallel workers; omit --storage")
     folder = Path(args.folder)

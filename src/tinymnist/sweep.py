@@ -71,7 +71,7 @@ def load_space(name_or_file: str) -> dict:
 def read_json(path: Path, what: str) -> object:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
         raise SweepError(f"{what} {path}: not a readable JSON file ({e})") from None
 
 
@@ -92,6 +92,11 @@ def check_space(space: object, where: str) -> None:
             raise SweepError(f"{where}: {name!r} is not a recipe field nor a width ({', '.join(widths)})")
         if isinstance(spec, dict) and not (ranged(spec) or spec.keys() == {"choice"} and spec["choice"]):
             raise SweepError(f'{where}: {name}: give a value, {{"low", "high"[, "log"]}} or {{"choice"}}')
+        for value in values_of(spec) if name in known else ():  # each end of a range, each choice
+            try:
+                recipes.check_value(name, value)
+            except recipes.RecipeError as e:
+                raise SweepError(f"{where}: {e}") from None
     missing = [w for w in widths if w not in params]
     if missing:
         raise SweepError(f"{where}: family {space['family']} needs widths {', '.join(missing)}")
@@ -102,6 +107,13 @@ def check_space(space: object, where: str) -> None:
             f"{where}: cannot fit the budget: its smallest design {smallest} has {size:,} parameters "
             f"> {space['budget']:,}"
         )
+
+
+def values_of(spec: object) -> list:
+    """The values a parameter's spec names: a fixed value, the ends of a range, or the choices."""
+    if not isinstance(spec, dict):
+        return [spec]
+    return list(spec["choice"]) if "choice" in spec else [spec["low"], spec["high"]]
 
 
 def ranged(spec: dict) -> bool:
@@ -117,9 +129,7 @@ def width_names(space: dict) -> list[str]:
 
 
 def lowest(spec: object) -> object:
-    if isinstance(spec, dict):
-        return min(spec["choice"]) if "choice" in spec else spec["low"]
-    return spec
+    return min(values_of(spec))
 
 
 def model_name(space: dict, values: dict) -> str:

@@ -14,6 +14,7 @@ are recorded in the run's config and kept when a run resumes.
 """
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from tinymnist.graph import GraphEngine
 from tinymnist.models import TARGET
 from tinymnist.optim import make_optimizer
 from tinymnist.precision import forward
-from tinymnist.recipes import Recipe, from_dict, to_dict
+from tinymnist.recipes import Recipe, from_dict, to_dict, validate
 
 SEED_LIMITS = {"parameters": 20_000, "accuracy": TARGET, "epochs": 20}  # the seed document's claim (on MNIST)
 ENGINES = ("auto", "eager", "graph")
@@ -188,6 +189,11 @@ def train(
     `out/last.pt` with the run's recorded precision and engine. `on_epoch` gets each epoch's record
     once it is saved (an exception raised there stops the run, e.g. a sweep pruning a trial).
     """
+    validate(recipe)
+    if recipe.batch_size > len(data.train_labels):
+        raise TinyMnistError(
+            f"batch_size={recipe.batch_size}: more than the {len(data.train_labels):,} training images"
+        )
     device = data.train_images.device
     progress = sys.stdout.isatty() if progress is None else progress
     if resume:
@@ -257,6 +263,10 @@ def train(
         lr = runner.lr
         start = time.perf_counter()
         train_loss, train_acc = runner.epoch(generator)
+        if not math.isfinite(train_loss):  # diverged: keep the last finite epoch, save nothing of this one
+            raise TinyMnistError(
+                f"{out}: training diverged in epoch {epoch} (loss {train_loss}); try a lower lr than {recipe.lr:g}"
+            )
         seconds = time.perf_counter() - start - runner.capture_seconds
         result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last, data.dataset)
         record = {
