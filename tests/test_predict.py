@@ -235,3 +235,11 @@ def test_cli_a_decoder_crash_costs_only_its_file(trained_checkpoint, tmp_path, c
     assert main(["predict", str(trained_checkpoint), str(odd), str(good)]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{good}: 5 ") and f"{odd}: cannot read this image (error: unpack" in captured.err
+
+
+@pytest.mark.parametrize("name", ["new\nline", "undecodable\udcff", "esc\x1b[2J"])
+def test_every_error_naming_a_file_is_one_line(name, tmp_path, capsys):
+    for argv in (["predict", name, "x.png"], ["evaluate", str(tmp_path / name)], ["train", "--recipe", name]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tinymnist: error: ") and err.count("\n") == 1 and err[:-1].isprintable(), err

@@ -517,10 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except TinyMnistError as e:
-        print(f"tinymnist: error: {e}", file=sys.stderr)
+        print(f"tinymnist: error: {printable(str(e))}", file=sys.stderr)  # a name in it may hold a newline
         return 2
     except OSError as e:  # a folder that cannot be made or read: the file and the reason, no traceback
-        print(f"tinymnist: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"tinymnist: error: {printable(where + str(e.strerror or e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(f"tinymnist: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
