@@ -70,6 +70,11 @@ def test_train_out_refuses_what_is_not_a_run_before_writing(tmp_path, capsys, mo
         assert snapshot(out) == before, case
 
 
+def test_a_nul_in_the_run_folder_is_one_sentence(tmp_path):
+    with pytest.raises(TinyMnistError, match="a path cannot contain a NUL character"):
+        tinymnist.train(out=tmp_path / "a\0b", epochs=1, data_dir=tmp_path)
+
+
 def test_the_training_loop_refuses_them_too(tmp_path, mnist):
     """repeat, sweep and scripts train through `training.train`: it checks its folder itself."""
     small = subset(mnist, 256, 64)

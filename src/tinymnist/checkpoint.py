@@ -48,9 +48,16 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def check_path(path: Path) -> None:
+    """Refuse a path no file can have (Python raises ValueError, not OSError, for a NUL in it)."""
+    if "\0" in str(path):
+        raise TinyMnistError(f"{str(path)!r}: a path cannot contain a NUL character")
+
+
 def check_folder(path: Path, ours: Callable[[Path], bool] | None = None, what: str = "") -> None:
     """Refuse, before anything is written into `path`, a file, or (given `ours`) a folder that is
     neither empty nor `what` as `ours` recognises it: the user's own files are never overwritten."""
+    check_path(path)
     if path.exists() and not path.is_dir():
         raise TinyMnistError(f"{path}: is a file, not a folder; choose a new or empty folder")
     if ours and path.is_dir() and any(path.iterdir()) and not ours(path):
@@ -61,6 +68,7 @@ def check_folder(path: Path, ours: Callable[[Path], bool] | None = None, what: s
 
 def check_file(path: Path, overwrite: bool = False) -> None:
     """Refuse, before any work, to write over a folder, or over a file unless `overwrite`."""
+    check_path(path)
     if path.is_dir():
         raise TinyMnistError(f"{path}: is a folder; give a file name")
     if (path.exists() or path.is_symlink()) and not overwrite:

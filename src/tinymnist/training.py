@@ -79,6 +79,7 @@ def is_run(folder: Path) -> bool:
 def check_new_run(out: Path) -> None:
     """Refuse, before anything is written, an `out` that a new run would overwrite: a run that can be
     resumed or is finished, a file, or a folder of other files."""
+    checkpoint.check_path(out)
     if any((out / name).exists() for name in (checkpoint.LAST, checkpoint.FINAL)):
         raise TinyMnistError(
             f"{out}: already holds a run; resume it (tinymnist train --resume {out}) or choose another"
