@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
+import tinymnist
 from drawing import draw_digit, photo_of
 from tinymnist import checkpoint, images, inference
 from tinymnist.cli import main
@@ -163,6 +164,103 @@ def test_large_16_bit_greyscale(model, tmp_path, fmt):
     Image.fromarray(digit).save(path, fmt)
     assert Image.open(path).mode == "I;16"
     assert int(inference.probabilities(model, images.to_mnist(images.read(path))[None]).argmax()) == 6
+
+
+def rounded_corners(img: Image.Image, radius: int = 30) -> Image.Image:
+    """`img` as a screenshot with transparent rounded corners (their hidden colour black)."""
+    mask = Image.new("L", img.size, 0)
+    ImageDraw.Draw(mask).rounded_rectangle((0, 0, img.width - 1, img.height - 1), radius, fill=255)
+    return Image.composite(img.convert("RGBA"), Image.new("RGBA", img.size, (0, 0, 0, 0)), mask)
+
+
+def transparent_border(img: Image.Image) -> Image.Image:
+    a = np.asarray(img.convert("RGBA")).copy()
+    for edge in (a[0], a[-1], a[:, 0], a[:, -1]):
+        edge[:] = 0
+    return Image.fromarray(a)
+
+
+def with_alpha(img: Image.Image, alpha: int) -> Image.Image:
+    out = img.convert("RGBA")
+    out.putalpha(alpha)
+    return out
+
+
+def on_a_canvas(img: Image.Image) -> Image.Image:
+    """`img` pasted in the middle of a transparent canvas twice its size (a sticker, a window shot)."""
+    canvas = Image.new("RGBA", (img.width * 2, img.height * 2), (0, 0, 0, 0))
+    canvas.paste(img, (img.width // 2, img.height // 2))
+    return canvas
+
+
+def soft_strokes(digit: int) -> Image.Image:
+    """Anti-aliased, semi-transparent (alpha at most 150) blue strokes on transparency."""
+    coverage = draw_digit(digit, (800, 800)).resize((100, 100), Image.LANCZOS)
+    out = Image.new("RGBA", coverage.size, (10, 10, 200, 0))
+    out.putalpha(coverage.point(lambda v: v * 150 // 255))
+    return out
+
+
+def palette_with_transparent_corners(digit: int) -> Image.Image:
+    """Palette image (index 0 transparent, PNG tRNS / GIF transparency) with transparent corners."""
+    a = np.asarray(draw_digit(digit, (64, 64), mode="P", ink=1, paper=2)).copy()
+    a[:4, :4] = a[-4:, -4:] = a[:4, -4:] = a[-4:, :4] = 0
+    out = Image.fromarray(a, "P")
+    out.putpalette([0, 0, 0, 10, 10, 120, 250, 250, 250])
+    out.info["transparency"] = 0
+    return out
+
+
+def dark_on_light(digit: int) -> Image.Image:
+    return draw_digit(digit, ink=(20, 20, 60), paper=(245, 245, 245), mode="RGB")
+
+
+def light_on_dark(digit: int) -> Image.Image:
+    return draw_digit(digit, ink=(255, 255, 255), paper=(30, 30, 30), mode="RGB")
+
+
+TRANSPARENCY = {  # pictures with transparent pixels: (make(digit), format)
+    "black strokes on transparency": (lambda d: draw_digit(d, mode="RGBA", ink=(0, 0, 0, 255), paper=0), "PNG"),
+    "white strokes on white transparency": (
+        lambda d: draw_digit(d, mode="RGBA", ink=(255,) * 4, paper=(255, 255, 255, 0)),
+        "PNG",
+    ),
+    "soft semi-transparent strokes": (soft_strokes, "PNG"),
+    "soft strokes as WebP": (soft_strokes, "WEBP"),
+    "LA strokes on transparency": (lambda d: Image.merge("LA", [Image.new("L", (200, 200)), draw_digit(d)]), "PNG"),
+    "rounded corners, dark on light": (lambda d: rounded_corners(dark_on_light(d)), "PNG"),
+    "rounded corners, light on dark": (lambda d: rounded_corners(light_on_dark(d)), "PNG"),
+    "rounded corners, LA": (lambda d: rounded_corners(draw_digit(d, ink=0, paper=255)).convert("LA"), "PNG"),
+    "1-px transparent border": (lambda d: transparent_border(dark_on_light(d)), "PNG"),
+    "alpha 254 everywhere, dark on light": (lambda d: with_alpha(dark_on_light(d), 254), "PNG"),
+    "alpha 254 everywhere, light on dark": (lambda d: with_alpha(light_on_dark(d), 254), "WEBP"),
+    "alpha 100 everywhere": (lambda d: with_alpha(dark_on_light(d), 100), "PNG"),
+    "card on a transparent canvas": (lambda d: on_a_canvas(dark_on_light(d).resize((120, 120))), "PNG"),
+    "palette with tRNS corners": (palette_with_transparent_corners, "PNG"),
+    "GIF with transparent corners": (palette_with_transparent_corners, "GIF"),
+}
+
+
+@pytest.mark.parametrize("kind", TRANSPARENCY)
+def test_transparent_pixels_are_ink_only_on_transparent_paper(trained_checkpoint, tmp_path, capsys, kind):
+    """Alpha is the ink only for strokes on transparency; any other picture with transparent pixels is
+    composited onto its own paper, so that it reads as the drawn digit in the API and in `predict`."""
+    make, fmt = TRANSPARENCY[kind]
+    digits = [2, 4, 7]
+    files = []
+    for d in digits:
+        files.append(tmp_path / f"{d}.{fmt.lower()}")
+        make(d).save(files[-1], fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    model = tinymnist.load(trained_checkpoint)
+    assert [p.digit for p in tinymnist.predict(model, [Image.open(f) for f in files])] == digits
+    assert main(["predict", str(trained_checkpoint), *map(str, files)]) == 0
+    assert [int(line.split(": ")[1][0]) for line in capsys.readouterr().out.splitlines()] == digits
+
+
+@pytest.mark.parametrize("picture", [rounded_corners, transparent_border, lambda img: with_alpha(img, 254)])
+def test_blank_picture_with_transparent_pixels_has_no_ink(picture):
+    with pytest.raises(images.ImageError, match="no ink found"):
+        images.to_mnist(picture(Image.new("RGB", (200, 200), "white")))
 
 
 # Names a user may have: bytes that are not UTF-8, a newline, a tab, terminal escapes, a bidi override, accents.

@@ -12,6 +12,7 @@ The command line is built on the same functions.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,13 @@ from torch import nn
 from tinymnist import data, inference, pretrained, recipes, training
 from tinymnist.data import DEFAULT, get
 from tinymnist.errors import TinyMnistError
-from tinymnist.images import ImageError, read, to_input
+from tinymnist.images import ImageError, decode, read, to_input
 from tinymnist.inference import Prediction
 
-ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
+ImageLike = str | Path | bytes | Image.Image | np.ndarray | torch.Tensor
 PRIVATE = ("state_dict", "optimizer", "scheduler")  # checkpoint entries that are not metadata
+CHANNELS = (1, 3, 4)  # an array's last axis of this size holds a pixel's channels: grey, RGB, RGBA
+KINDS = "a file path, an image file's bytes, a PIL image, or an array or tensor"  # what an image may be
 
 
 @dataclass
@@ -54,50 +57,130 @@ class Run:
 
 def load(source: str | Path = "seed", device: str | torch.device = "cpu") -> Model:
     """A shipped model by name (`tinymnist models` lists them), or the model of a run folder or
-    checkpoint file; a path that exists wins over a name."""
-    network, info = pretrained.load_model(source, device)
+    checkpoint file; a path that exists wins over a name. `device`: "cpu", "cuda", "cuda:N", "mps",
+    "auto" or a torch.device, which must be there."""
+    if not isinstance(source, str | Path):
+        raise TinyMnistError(
+            f"source={source!r}: a shipped model's name or a run folder's or checkpoint's path expected"
+        )
+    network, info = pretrained.load_model(source, checked_device(device))
     return Model(network, info["model"], {k: v for k, v in info.items() if k not in PRIVATE})
 
 
-def to_digit(image: ImageLike, name: str, framing: str = "digit") -> torch.Tensor:
-    """One image (file path, PIL image or 2-D array) as the 28x28 uint8 input the network sees.
+def checked_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device that this machine has."""
+    if device == "auto":
+        return training.pick_device("auto")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TinyMnistError(f"device={device!r}: not a device (cpu, cuda, cuda:N, mps or auto)") from None
+    count = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
+    if (dev.index or 0) >= count.get(dev.type, 0):
+        raise TinyMnistError(f"device={device!r}: not available on this machine")
+    return dev
 
-    Arrays are greyscale: uint8 in 0-255, or floats in 0-1. Any size and either polarity.
+
+def array_of(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A numpy view of an array or tensor (any device; bfloat16 and other float types as float32)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        return (image.float() if image.is_floating_point() else image).numpy()
+    return np.asarray(image)
+
+
+def split(images: ImageLike | Iterable[ImageLike]) -> list:
+    """The images in `images`: one image, a list of them, or an array or tensor of one or several.
+
+    Arrays: (H, W) is one greyscale image and (H, W, C) one image with C = 1, 3 or 4 channels (grey,
+    RGB, RGBA); (N, H, W) is N greyscale images, (N, H, W, C) or (N, C, H, W) N images. The last
+    axis is taken as the channels when its size is 1, 3 or 4, so (N, H, W) with W <= 4 is one image.
     """
+    if isinstance(images, str | Path | bytes | Image.Image):
+        return [images]
+    if isinstance(images, np.ndarray | torch.Tensor):
+        a = array_of(images)
+        if is_one_image(a):
+            return [a]
+        if a.ndim == 3 or (a.ndim == 4 and a.shape[3] in CHANNELS):
+            return list(a)
+        if a.ndim == 4 and a.shape[1] in CHANNELS:
+            return list(np.moveaxis(a, 1, 3))
+        raise ImageError(
+            f"images: an array of shape {a.shape} is not an image or images: (H, W), (H, W, C), (N, H, W), "
+            "(N, H, W, C) or (N, C, H, W) with C = 1, 3 or 4 expected"
+        )
+    try:
+        return list(images)
+    except TypeError:
+        raise ImageError(f"images: {type(images).__name__} is not an image nor a list of them ({KINDS})") from None
+
+
+def is_one_image(a: np.ndarray) -> bool:
+    """Whether an array's shape is one image's: (H, W), or (H, W, C) with C = 1, 3 or 4."""
+    return a.ndim == 2 or (a.ndim == 3 and a.shape[2] in CHANNELS)
+
+
+def as_picture(a: np.ndarray, name: str) -> Image.Image:
+    """One image array as a PIL image: integers 0-255, floats 0-1 or booleans (True is 255)."""
+    if a.dtype.kind not in "biuf":
+        raise ImageError(f"{name}: an array of {a.dtype} is not an image (numbers or booleans expected)")
+    if not is_one_image(a):
+        raise ImageError(f"{name}: an array of shape {a.shape} is not one image: (H, W) or (H, W, C), C = 1, 3 or 4")
+    if a.size and a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ImageError(f"{name}: the array holds NaN or infinite values")
+        if a.min() < 0 or a.max() > 1:
+            raise ImageError(f"{name}: float values must be in 0-1, not {a.min():g} to {a.max():g} (divide by 255?)")
+        a = np.rint(a * 255)
+    elif a.size and a.dtype.kind in "iu" and (a.min() < 0 or a.max() > 255):
+        raise ImageError(f"{name}: integer values must be in 0-255, not {a.min()} to {a.max()}")
+    a = a.astype(np.uint8) * (255 if a.dtype.kind == "b" else 1)
+    return Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a)  # L, RGB or RGBA
+
+
+def to_digit(image: ImageLike, name: str, framing: str = "digit") -> torch.Tensor:
+    """One image (file path, file contents, PIL image, array or tensor) as the 28x28 uint8 input the
+    network sees. Any size and either polarity."""
     if isinstance(image, str | Path):
         image = read(Path(image))
+    elif isinstance(image, bytes):
+        image = decode(image, name)
+    elif isinstance(image, np.ndarray | torch.Tensor):
+        image = as_picture(array_of(image), name)
     elif not isinstance(image, Image.Image):
-        a = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
-        if a.ndim != 2:
-            raise ImageError(f"{name}: an array must be one greyscale image (H, W), not shape {a.shape}")
-        if a.dtype.kind == "f":
-            a = a * 255
-        image = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+        raise ImageError(f"{name}: {type(image).__name__} is not an image ({KINDS})")
     return to_input(image, framing, name)
 
 
-def predict(model: Model | nn.Module, images: ImageLike | Iterable[ImageLike], top: int = 1) -> list[Prediction]:
+def predict(
+    model: Model | nn.Module | str | Path, images: ImageLike | Iterable[ImageLike], top: int = 1
+) -> list[Prediction]:
     """The most probable digit (and the `top` most probable, with probabilities) of each image, by a
-    loaded `Model` (or any tinymnist network).
+    loaded `Model`, any tinymnist network, or a model `load` finds by name or path.
 
-    `images` is one image or several: file paths, PIL images, 2-D arrays, or a 3-D array (N, H, W).
-    Each is prepared as the model's dataset was made: for MNIST, cropped to the ink, scaled to 20x20
-    and centred by its centre of mass; for Fashion-MNIST, framed as its product photos were.
+    `images` is one image or several: file paths, image file contents (bytes), PIL images, arrays or
+    tensors (see `split` for their shapes). Each is prepared as the model's dataset was made: for
+    MNIST, cropped to the ink, scaled to 20x20 and centred by its centre of mass; for Fashion-MNIST,
+    framed as its product photos were.
     """
-    if isinstance(images, str | Path | Image.Image) or (
-        isinstance(images, np.ndarray | torch.Tensor) and images.ndim == 2
-    ):
-        images = [images]
-    items = list(images)
+    if isinstance(model, str | Path):
+        model = load(model)
+    elif not isinstance(model, Model | nn.Module):
+        raise TinyMnistError(
+            f"model: {type(model).__name__} is not a model: a Model from tinymnist.load, a network, "
+            "or a shipped model's name or a run's path expected"
+        )
+    spec = get(model.info.get("dataset", DEFAULT) if isinstance(model, Model) else DEFAULT)
+    if isinstance(top, bool) or not isinstance(top, Integral) or not 1 <= top <= len(spec.classes):
+        raise TinyMnistError(f"top={top!r}: must be a whole number from 1 to {len(spec.classes)}")
+    items = split(images)
     if not items:
         raise TinyMnistError("predict: no images given")
-    if not 1 <= top <= 10:
-        raise TinyMnistError(f"top={top}: must be between 1 and 10")
     names = [str(x) if isinstance(x, str | Path) else f"images[{i}]" for i, x in enumerate(items)]
-    spec = get(model.info.get("dataset", DEFAULT) if isinstance(model, Model) else DEFAULT)
     digits = torch.stack([to_digit(x, n, spec.framing) for x, n in zip(items, names, strict=True)])
     network = model.network if isinstance(model, Model) else model
-    return inference.top_digits(network, digits, names, top, spec.name)
+    return inference.top_digits(network, digits, names, int(top), spec.name)
 
 
 def train(
