@@ -37,10 +37,17 @@ def check_train_args(parser: argparse.ArgumentParser, train_args: list[str]) -> 
         parser.error(f"TRAIN_ARGS: {', '.join(taken)} are set by this script (data options go before --)")
 
 
+def args_file(runs: Path, name: str) -> Path:
+    """Where the TRAIN_ARGS of runs/NAME are recorded: beside the run folder, since `tinymnist train`
+    writes only into a new, empty or run folder (inside it for folders started before that rule)."""
+    inside = runs / name / ARGS_FILE
+    return inside if inside.exists() else runs / f"{name}.{ARGS_FILE}"
+
+
 def run(name: str, train_args: list[str], runs: Path, data_args: list[str]) -> Path:
     """Train, resume or reuse runs/NAME; returns the finished run folder."""
     run_dir = runs / name
-    recorded = run_dir / ARGS_FILE
+    recorded = args_file(runs, name)
     if (run_dir / "config.json").exists() and not recorded.exists():
         raise TinyMnistError(f"{run_dir}: a run not started by this script; move it away to start over")
     if recorded.exists() and json.loads(recorded.read_text()) != train_args:
@@ -54,7 +61,7 @@ def run(name: str, train_args: list[str], runs: Path, data_args: list[str]) -> P
     if (run_dir / checkpoint.LAST).is_file():
         argv = ["train", "--resume", str(run_dir), *data_args]
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.mkdir(parents=True, exist_ok=True)
         checkpoint.save_json(recorded, train_args)
         argv = ["train", *train_args, "--val", str(VAL), "--out", str(run_dir), *data_args]
     code = cli.main(argv)

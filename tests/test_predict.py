@@ -4,6 +4,8 @@ import io
 import json
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -259,3 +261,83 @@ def test_transparent_pixels_are_ink_only_on_transparent_paper(trained_checkpoint
 def test_blank_picture_with_transparent_pixels_has_no_ink(picture):
     with pytest.raises(images.ImageError, match="no ink found"):
         images.to_mnist(picture(Image.new("RGB", (200, 200), "white")))
+
+
+# Names a user may have: bytes that are not UTF-8, a newline, a tab, terminal escapes, a bidi override, accents.
+ODD_NAMES = {
+    b"latin1-\xe9t\xe9.png": "latin1-\\xe9t\\xe9.png",
+    b"new\nline.png": "new\\nline.png",
+    b"tab\t.png": "tab\\t.png",
+    b"esc\x1b[31m.png": "esc\\x1b[31m.png",
+    "rtl\u202egnp.png".encode(): "rtl\\u202egnp.png",
+    "caf\u00e9.png".encode(): "caf\u00e9.png",  # printable: shown as it is (escaped only where stdout lacks it)
+}
+
+
+def odd_folder(tmp_path: Path) -> Path:
+    """A folder of digits under odd names, and one unreadable file under an odd name."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i, name in enumerate(ODD_NAMES):
+        draw_digit(i + 1).save(os.fsdecode(os.fsencode(folder) + b"/" + name), "PNG")
+    (folder / os.fsdecode(b"broken\xff\n.png")).write_bytes(b"not an image")
+    return folder
+
+
+def test_cli_odd_file_names_are_printed_escaped_and_no_answer_is_lost(trained_checkpoint, tmp_path, capsys):
+    folder = odd_folder(tmp_path)
+    assert main(["predict", str(trained_checkpoint), str(folder)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == len(ODD_NAMES), captured.out  # one line per file: no name split a line
+    assert sorted(line.rsplit(": ", 1)[0] for line in lines) == sorted(f"{folder}/{n}" for n in ODD_NAMES.values())
+    assert all(line.isprintable() for line in lines)
+    err = captured.err.splitlines()
+    assert err[0].startswith(f"tinymnist: error: {folder}/broken\\xff\\n.png: ") and len(err) == 2, err
+
+    assert main(["predict", str(trained_checkpoint), str(folder), "--json"]) == 2
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in out.splitlines()]
+    assert out.isascii() and len(records) == len(ODD_NAMES) + 1
+    assert {r["file"] for r in records} == {f"{folder}/{n}" for n in [*ODD_NAMES.values(), "broken\\xff\\n.png"]}
+    assert sum("error" in r for r in records) == 1
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "utf-8", "latin-1"])
+def test_cli_odd_file_names_on_any_stdout_encoding(trained_checkpoint, tmp_path, encoding):
+    """A terminal whose encoding lacks a character (LANG=C, PYTHONIOENCODING=ascii) gets it escaped."""
+    folder = odd_folder(tmp_path)
+    env = {**os.environ, "PYTHONIOENCODING": encoding, "LC_ALL": "C"}
+    argv = [sys.executable, "-m", "tinymnist", "predict", str(trained_checkpoint), str(folder)]
+    done = subprocess.run(argv, capture_output=True, env=env)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr, done.stderr
+    lines = done.stdout.decode(encoding).splitlines()
+    assert len(lines) == len(ODD_NAMES), lines
+    cafe = "caf\\xe9.png" if encoding == "ascii" else "caf\u00e9.png"
+    assert any(line.startswith(f"{folder}/{cafe}: ") for line in lines), lines
+
+
+def test_cli_a_decoder_crash_costs_only_its_file(trained_checkpoint, tmp_path, capsys, monkeypatch):
+    """An exception the decoder was not expected to raise on a damaged file is that file's error."""
+    good, odd = tmp_path / "good.png", tmp_path / "odd.png"
+    draw_digit(5).save(good)
+    draw_digit(6).save(odd)
+    real = images.decode
+
+    def decode(data, name="image"):
+        if name.endswith("odd.png"):
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return real(data, name)
+
+    monkeypatch.setattr(images, "decode", decode)
+    assert main(["predict", str(trained_checkpoint), str(odd), str(good)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{good}: 5 ") and f"{odd}: cannot read this image (error: unpack" in captured.err
+
+
+@pytest.mark.parametrize("name", ["new\nline", "undecodable\udcff", "esc\x1b[2J"])
+def test_every_error_naming_a_file_is_one_line(name, tmp_path, capsys):
+    for argv in (["predict", name, "x.png"], ["evaluate", str(tmp_path / name)], ["train", "--recipe", name]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tinymnist: error: ") and err.count("\n") == 1 and err[:-1].isprintable(), err

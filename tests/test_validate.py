@@ -41,7 +41,7 @@ def test_record_then_reuse_then_refuse_other_args(small_data, tmp_path, monkeypa
     with pytest.raises(SystemExit) as stop:
         validate.main(["tiny", *folders, "--", *TRAIN_ARGS[:-1], "4"])
     assert stop.value.code == 2 and "started with other TRAIN_ARGS" in capsys.readouterr().err
-    (tmp_path / "runs" / "tiny" / validate.ARGS_FILE).unlink()
+    validate.args_file(tmp_path / "runs", "tiny").unlink()
     with pytest.raises(SystemExit) as stop:
         validate.main(["tiny", *folders, "--", *TRAIN_ARGS])
     assert stop.value.code == 2 and "a run not started by this script" in capsys.readouterr().err

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tinymnist import checkpoint, data, inference, pretrained, recipes, training
+from tinymnist import data, inference, pretrained, recipes, training
 from tinymnist.data import DEFAULT, get
 from tinymnist.errors import TinyMnistError
 from tinymnist.images import ImageError, decode, read, to_input
@@ -215,13 +215,12 @@ def train(
     """
     if isinstance(recipe, str):
         recipe = recipes.resolve(recipe)
-    recipe = recipes.validate(recipes.override(recipe, **{k: recipes.check_value(k, v) for k, v in fields.items()}))
+    recipe = recipes.validate(recipes.override(recipe, **fields))
+    recipes.check("seed", seed, int, recipes.SEED_RULE)
+    if val is not None:
+        recipes.check("val", val, int, recipes.Rule(1))  # and below the training set's size: validation_split
     out = Path(out) if out else training.new_run_dir(recipe.model)
-    # a folder with only config.json is a run stopped in its first epoch: nothing to lose, start it again
-    if any((out / name).exists() for name in (checkpoint.LAST, checkpoint.FINAL)):
-        raise TinyMnistError(
-            f"{out}: already holds a run; resume it (tinymnist train --resume {out}) or choose another"
-        )
+    training.check_new_run(out)  # before the data is loaded; a run stopped in its first epoch starts again
     dev = training.pick_device(device)
     mnist = (mnist or data.load(data_dir, download=download, dataset=dataset or data.DEFAULT)).to(dev)
     split = "test"

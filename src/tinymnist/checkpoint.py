@@ -48,6 +48,33 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def check_path(path: Path) -> None:
+    """Refuse a path no file can have (Python raises ValueError, not OSError, for a NUL in it)."""
+    if "\0" in str(path):
+        raise TinyMnistError(f"{str(path)!r}: a path cannot contain a NUL character")
+
+
+def check_folder(path: Path, ours: Callable[[Path], bool] | None = None, what: str = "") -> None:
+    """Refuse, before anything is written into `path`, a file, or (given `ours`) a folder that is
+    neither empty nor `what` as `ours` recognises it: the user's own files are never overwritten."""
+    check_path(path)
+    if path.exists() and not path.is_dir():
+        raise TinyMnistError(f"{path}: is a file, not a folder; choose a new or empty folder")
+    if ours and path.is_dir() and any(path.iterdir()) and not ours(path):
+        raise TinyMnistError(
+            f"{path}: a folder that is neither empty nor {what}; nothing was written, choose a new or empty folder"
+        )
+
+
+def check_file(path: Path, overwrite: bool = False) -> None:
+    """Refuse, before any work, to write over a folder, or over a file unless `overwrite`."""
+    check_path(path)
+    if path.is_dir():
+        raise TinyMnistError(f"{path}: is a folder; give a file name")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise TinyMnistError(f"{path}: already exists; pass --overwrite to replace it")
+
+
 def save(path: Path, checkpoint: dict) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a Python file, so a full disk raises OSError (ENOSPC)
@@ -106,7 +133,15 @@ def read(path: str | Path, device: str | torch.device = "cpu") -> dict:
         isinstance(weights, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items())
     ):
         raise CheckpointError(f"{path}: not a tinymnist checkpoint (its model name or weights are of the wrong type)")
+    check_finite(weights, path)
     return checkpoint
+
+
+def check_finite(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights that hold NaN or infinity (a diverged run): they would answer nan for every image."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights are not finite (NaN or infinity in {bad[0]}): a diverged run?")
 
 
 def restore(path: Path, recipe: dict, model: nn.Module, engine) -> dict:

@@ -71,6 +71,13 @@ def recipe_changes(args: argparse.Namespace, **shortcuts: object) -> dict:
     return fields
 
 
+def check_options(args: argparse.Namespace, **rules: recipes.Rule) -> None:
+    """The integer options named (those given) within their rules, e.g. --jobs from 1 to 256."""
+    for name, rule in rules.items():
+        if getattr(args, name) is not None:
+            recipes.check(f"--{name.replace('_', '-')}", getattr(args, name), int, rule)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     fields = recipe_changes(args, model=args.model, batch_size=args.batch_size, lr=args.lr)
     if args.resume:
@@ -136,14 +143,27 @@ def resume(args: argparse.Namespace) -> None:
     train(recipe, mnist, out, seed=config["seed"], split=config.get("split", "test"), resume=True)
 
 
+PLOTS = ("confusion.png", "mistakes.png")  # what `evaluate` writes
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from tinymnist import data, plots, pretrained
+    from tinymnist import checkpoint, data, plots, pretrained
     from tinymnist.evaluation import evaluate
-    from tinymnist.training import pick_device
+    from tinymnist.training import is_run, pick_device
 
     device = pick_device(args.device)
     model, info = pretrained.load_model(args.run, device)
     spec = data.get(dataset_of(args, info))
+    if args.out:
+        out = Path(args.out)
+    elif pretrained.is_shipped(args.run):
+        out = None
+    else:
+        out = Path(info["source"]).parent  # the run folder (or the folder of a checkpoint file)
+    if out is not None:  # a run's own plots are redrawn; files of the same name elsewhere are the user's
+        checkpoint.check_folder(out)
+        for name in PLOTS if not is_run(out) else ():
+            checkpoint.check_file(out / name, args.overwrite)
     mnist = data.load(args.data_dir, download=not args.no_download, dataset=spec.name).to(device)
     result = evaluate(model, mnist.test_images, mnist.test_labels, dataset=spec.name)
     print(f"{info['model']} ({spec.title}) from {info['source']}")
@@ -151,33 +171,33 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print("per-class accuracy:")
     for label, acc in zip(spec.classes, result.per_class, strict=True):
         print(f"  {label}: {acc:.2%}")
-    if args.out:
-        out = Path(args.out)
-    elif pretrained.is_shipped(args.run):
+    if out is None:
         print("(no plots: a shipped model has no run folder; --out DIR writes confusion.png and mistakes.png)")
         return
-    else:
-        out = Path(info["source"]).parent  # the run folder
     out.mkdir(parents=True, exist_ok=True)
-    plots.confusion_matrix(mnist.test_labels, result.predictions, out / "confusion.png")
-    shown = plots.mistakes(mnist.test_images, mnist.test_labels.cpu(), result.probabilities, out / "mistakes.png")
-    print(f"wrote {out / 'confusion.png'} and {out / 'mistakes.png'} ({shown} most confident mistakes)")
+    confusion, mistakes = (out / name for name in PLOTS)
+    plots.confusion_matrix(mnist.test_labels, result.predictions, confusion)
+    shown = plots.mistakes(mnist.test_images, mnist.test_labels.cpu(), result.probabilities, mistakes)
+    print(f"wrote {confusion} and {mistakes} ({shown} most confident mistakes)")
 
 
 def cmd_repeat(args: argparse.Namespace) -> None:
-    from tinymnist import data
+    from tinymnist import checkpoint, data
     from tinymnist.repeat import repeat
 
-    if args.seeds < 1 or args.jobs < 1:
-        raise TinyMnistError("--seeds and --jobs must be at least 1")
+    check_options(args, seeds=recipes.Rule(1, 1_000), jobs=recipes.Rule(1, 256))
     fields = recipe_changes(args)
     if fields and not args.name:
         raise TinyMnistError("--set/--epochs change the recipe: name its results with --name")
     recipe = recipes.validate(recipes.override(recipes.resolve(args.recipe), **fields))
     name = args.name or (args.recipe if args.recipe in recipes.RECIPES else Path(args.recipe).stem)
+    if Path(name).name != name or name.startswith("."):
+        raise TinyMnistError(f"--name {name!r}: a plain file name, without '/' or a leading '.'")
     spec = data.get(args.dataset or data.DEFAULT)
     out = Path(args.out or Path("results") / data.subfolder(spec.name)) / f"{name}.json"
     runs = Path(args.runs or Path("runs/repeat") / data.subfolder(spec.name))
+    for folder in (out.parent, runs):
+        checkpoint.check_folder(folder)
     data.load(args.data_dir, download=not args.no_download, dataset=spec.name)  # check (or download) it once
     try:
         state = repeat(name, recipe, args.seeds, out, runs, args.data_dir, args.device, args.jobs, spec.name)
@@ -229,20 +249,34 @@ def cmd_predict(args: argparse.Namespace) -> None:
     results = inference.predict_files(model, files, args.top, dataset)
     for file, r in zip(files, results, strict=True):
         if isinstance(r, images.ImageError) and args.json:
-            print(json.dumps({"file": str(file), "error": str(r)}))
+            print(json.dumps({"file": printable(str(file)), "error": printable(str(r))}))
         elif isinstance(r, images.ImageError):
-            print(f"tinymnist: error: {r}", file=sys.stderr)
+            print(f"tinymnist: error: {printable(str(r))}", file=sys.stderr)
         elif args.json:
-            print(json.dumps(r.to_json()))
+            print(json.dumps({**r.to_json(), "file": printable(r.file)}))
         else:
-            print(f"{r.file}: " + "  ".join(f"{classes[d]} ({p:.1%})" for d, p in r.top))
+            print(f"{printable(r.file)}: " + "  ".join(f"{classes[d]} ({p:.1%})" for d, p in r.top))
     failed = sum(isinstance(r, images.ImageError) for r in results)
     if failed:
         raise TinyMnistError(f"{failed} of {len(results)} files could not be predicted")
 
 
+def printable(text: str) -> str:
+    """`text` (a file name, or a message naming one) as one line of printable text: bytes that are not
+    UTF-8 (kept by Python as surrogates) as \\xNN, control characters (newline, tab, escape) escaped, so
+    that a name can neither crash the printing nor split or forge a line of the output."""
+    if text.isprintable():
+        return text
+    return "".join(
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+        else c if c.isprintable()
+        else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )  # fmt: skip
+
+
 def cmd_export(args: argparse.Namespace) -> None:
-    from tinymnist import data, export, pretrained
+    from tinymnist import checkpoint, data, export, pretrained
 
     export.require(args.format)  # a missing extra is said first, before anything is loaded
     if not args.out and pretrained.is_shipped(args.run):
@@ -252,6 +286,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else source.with_suffix(export.FORMATS[args.format])
     if out.resolve() == source.resolve():
         raise TinyMnistError(f"--out {out}: is the checkpoint being exported; choose another file")
+    checkpoint.check_file(out, args.overwrite)
     dataset = dataset_of(args, info)
     check = None  # the test images shipped with tinymnist, unless a dataset folder is named
     if args.data_dir:
@@ -284,8 +319,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         from tinymnist import sweep
     except ModuleNotFoundError as e:
         raise TinyMnistError(f"sweep needs {e.name}, which is not installed: pip install 'tinymnist[sweep]'") from None
-    if args.trials < 0 or args.workers < 1 or (args.train_images is not None and args.train_images < 1):
-        raise TinyMnistError("--trials must be at least 0, --workers and --train-images at least 1")
+    check_options(args, trials=recipes.Rule(0, 100_000), workers=recipes.Rule(1, 256), train_images=recipes.Rule(1))
     if args.storage and args.storage.startswith("sqlite") and args.workers > 1:
         raise TinyMnistError(f"--storage {args.storage}: SQLite is unsafe with parallel workers; omit --storage")
     folder = Path(args.folder)
@@ -361,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("--out", help="folder for confusion.png and mistakes.png (default: the run folder)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace confusion.png and mistakes.png outside a run folder"
+    )
     add_data_args(p, default="the checkpoint's")
 
     p = command(
@@ -454,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into neighbouring convolutions first")
     p.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default: the checkpoint's)")
     p.add_argument("--data-dir", help="check on the first 500 test images of this dataset folder, not the shipped ones")
+    p.add_argument("--overwrite", action="store_true", help="replace the file if it exists (default: refuse)")
 
     p = command(
         sub,
@@ -481,14 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal's encoding lacks: escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except TinyMnistError as e:
-        print(f"tinymnist: error: {e}", file=sys.stderr)
+        print(f"tinymnist: error: {printable(str(e))}", file=sys.stderr)  # a name in it may hold a newline
         return 2
     except OSError as e:  # a folder that cannot be made or read: the file and the reason, no traceback
-        print(f"tinymnist: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"tinymnist: error: {printable(where + str(e.strerror or e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(f"tinymnist: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)

@@ -42,8 +42,10 @@ class Prediction:
 
 
 def probabilities(model: nn.Module, digits: torch.Tensor, dataset: str = DEFAULT) -> torch.Tensor:
-    """(N, 10) class probabilities of uint8 (N, 28, 28) inputs prepared as `dataset`'s images."""
-    return logits_of(model, digits, dataset=dataset).softmax(1)
+    """(N, 10) class probabilities of uint8 (N, 28, 28) inputs prepared as `dataset`'s images. Logits that
+    overflowed (finite weights can still reach infinity) count as the largest float, NaN as 0, so that
+    no answer is ever NaN (nor JSON's invalid `NaN`)."""
+    return logits_of(model, digits, dataset=dataset).nan_to_num(0.0).softmax(1)
 
 
 def predict_files(
@@ -60,6 +62,8 @@ def predict_files(
             results.append(None)  # filled in below, once the batch is predicted
         except images.ImageError as e:
             results.append(e)
+        except Exception as e:  # whatever a damaged file makes the decoder raise: that file's answer, not all
+            results.append(images.ImageError(f"{path}: cannot read this image ({type(e).__name__}: {e})"))
     if digits:
         names = [str(files[i]) for i in read]
         for i, prediction in zip(read, top_digits(model, torch.stack(digits), names, top, dataset), strict=True):

@@ -17,6 +17,10 @@ from tinymnist.errors import TinyMnistError
 TARGET = 0.994  # the seed document's claim: 99.40% MNIST test accuracy (its only definition)
 
 MODELS: dict[str, Callable[[], nn.Module]] = {}
+# A family name (`tinynet-W1-...`) may not build a model larger than this: 50x the seed's budget, far
+# beyond any tiny model, yet small enough that a typo cannot exhaust memory or run for days.
+MAX_PARAMETERS = 1_000_000
+MAX_WIDTH = 4_096  # channels of one layer, checked before anything is built
 
 
 def register(name: str) -> Callable:
@@ -33,15 +37,27 @@ class UnknownModelError(TinyMnistError):
     pass
 
 
+class ModelSizeError(TinyMnistError):
+    pass
+
+
 def family_model(name: str) -> Callable[[], nn.Module] | None:
     """The constructor a parametric name stands for: FAMILY-W1-W2-..., e.g. `tinynet-8-8-12-17` is
-    TinyNet with widths (8, 8, 12, 17), so that a recipe (and a sweep) can name any width; else None."""
+    TinyNet with widths (8, 8, 12, 17), so that a recipe (and a sweep) can name any width; else None.
+    A design over MAX_PARAMETERS is refused (counted on the meta device: nothing is allocated)."""
     family, *widths = name.split("-")
     if family not in FAMILIES or len(widths) != FAMILIES[family][1]:
         return None
-    if not all(w.isdigit() and int(w) > 0 for w in widths):
+    if not all(w.isascii() and w.isdigit() and w.strip("0") for w in widths):
         return None
-    return partial(FAMILIES[family][0], tuple(int(w) for w in widths))
+    if any(len(w.lstrip("0")) > len(str(MAX_WIDTH)) or int(w) > MAX_WIDTH for w in widths):
+        raise ModelSizeError(f"model {name[:100]}: each width must be at most {MAX_WIDTH:,} channels")
+    build = partial(FAMILIES[family][0], tuple(int(w) for w in widths))
+    with torch.device("meta"):
+        size = count_parameters(build())
+    if size > MAX_PARAMETERS:
+        raise ModelSizeError(f"model {name}: {size:,} parameters, over the ceiling of {MAX_PARAMETERS:,}")
+    return build
 
 
 def known(name: str) -> bool:

@@ -49,9 +49,11 @@ def load(name: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict
     path = WEIGHTS / f"{name}.safetensors"
     model = models.create(info["model"])
     try:
-        model.load_state_dict(load_file(path))
+        weights = load_file(path)
+        model.load_state_dict(weights)
     except (OSError, SafetensorError, RuntimeError) as e:
         raise PretrainedError(f"{path}: damaged shipped weights ({str(e).splitlines()[0]})") from None
+    checkpoint.check_finite(weights, path)
     return model.to(device).eval(), {**info, "source": str(path)}
 
 

@@ -11,10 +11,12 @@ changing a default can never silently relabel an old result.
 """
 
 import json
+import math
+import reprlib
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tinymnist.errors import TinyMnistError
 
@@ -43,6 +45,41 @@ class Recipe:
     channels_last: bool = True  # faster on the CPU in nearly every configuration measured (README)
     bf16: bool = False  # run the forward pass under bfloat16 autocast (faster where the chip has bf16 units)
 
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a field takes beyond its type: numbers in [low, high] (an end excluded where `above` or
+    `below`; finite always), strings among `choices`. A new Recipe field needs a rule here (a test says so)."""
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # low itself excluded
+    below: bool = False  # high itself excluded
+    choices: tuple[str, ...] = ()
+
+
+# Each field's rule, in one table, checked wherever a value enters a recipe (`check_value`: --set, the
+# shortcut options, recipe files, recorded recipes, the Python API, sweep spaces). Bounds are generous
+# (what torch accepts and a run can use), never a tuning choice; `model` is checked in `validate`.
+RULES: dict[str, Rule] = {
+    "model": Rule(),  # a registered model or a family name within models.MAX_PARAMETERS (`validate`)
+    "epochs": Rule(1, 1_000),
+    "batch_size": Rule(1, 60_000),  # at most the training set (`training.train` checks the data's own size)
+    "optimizer": Rule(choices=("sgd", "adamw")),
+    "lr": Rule(0, 10, above=True),
+    "momentum": Rule(0, 1, below=True),  # SGD momentum or AdamW beta1: below 1
+    "nesterov": Rule(),
+    "weight_decay": Rule(0, 1),
+    "schedule": Rule(choices=("onecycle", "constant")),
+    "warmup": Rule(0, 1, below=True),  # a fraction of the steps; one-cycle needs some steps after it
+    "label_smoothing": Rule(0, 1),
+    "degrees": Rule(0, 180),
+    "translate": Rule(0, 1),
+    "scale": Rule(0, 1, below=True),  # zoom in [1 - scale, 1 + scale]: above 0
+    "channels_last": Rule(),
+    "bf16": Rule(),
+}
+SEED_RULE = Rule(0, 2**32 - 1)  # a training seed (torch seeds each epoch with seed * 100,003 + epoch)
 
 SEED = Recipe()
 # tiny3k (SeparableNet) underfits: it gets lighter augmentation, a lower peak learning rate (0.1 made
@@ -138,7 +175,6 @@ class RecipeError(TinyMnistError):
     pass
 
 
-CHOICES = {"optimizer": ("sgd", "adamw"), "schedule": ("onecycle", "constant")}
 TYPES: dict[str, type] = {f.name: f.type for f in fields(Recipe)}  # type: ignore[misc]  # the annotations, as types (no `from __future__` here)
 
 
@@ -149,20 +185,43 @@ def get(name: str) -> Recipe:
 
 
 def override(recipe: Recipe, **changes: Any) -> Recipe:
-    """The recipe with the fields given (not None) replaced."""
-    return replace(recipe, **{k: v for k, v in changes.items() if v is not None})
+    """The recipe with the fields given (not None) replaced, each checked."""
+    return replace(recipe, **{k: check_value(k, v) for k, v in changes.items() if v is not None})
+
+
+def brief(value: object) -> str:
+    """A value's repr, bounded: it may be a huge string or number, or a deeply nested structure."""
+    try:
+        return reprlib.repr(value)
+    except ValueError:  # an int of more digits than Python converts to text
+        return f"<{type(value).__name__} too large to show>"
+
+
+def check(name: str, value: Any, kind: type, rule: Rule) -> Any:
+    """`value` if it is a `kind` (an int is accepted for a float, a bool for nothing else) that `rule`
+    allows, as a `kind`; else a RecipeError naming `name` and what it must be."""
+    shown = f"{name}={brief(value)}"
+    if type(value) is not kind and not (kind is float and type(value) is int):
+        raise RecipeError(f"{shown}: must be {kind.__name__}, not {type(value).__name__}")
+    if type(value) is float and not math.isfinite(value):
+        raise RecipeError(f"{shown}: must be a finite number")
+    value = cast(Any, value)  # the type() tests above narrowed it to `object` for mypy
+    low, high = rule.low, rule.high  # set for numbers only
+    too_low = low is not None and (value < low or rule.above and value == low)
+    if too_low or high is not None and (value > high or rule.below and value == high):
+        lower = "positive" if rule.above and low == 0 else f"at least {low:,}" if low is not None else ""
+        upper = f"below {high:,}" if rule.below else f"at most {high:,}" if high is not None else ""
+        raise RecipeError(f"{shown}: must be {' and '.join(filter(None, (lower, upper)))}")
+    if rule.choices and value not in rule.choices:
+        raise RecipeError(f"{shown}: choose {' or '.join(rule.choices)}")
+    return float(value) if kind is float else value
 
 
 def check_value(name: str, value: object) -> Any:
-    """`value` for field `name`, if it has the field's type (an int is accepted for a float)."""
+    """`value` for recipe field `name`, if it has the field's type and its rule allows it."""
     if name not in TYPES:
         raise RecipeError(f"{name}: unknown recipe field; fields: {', '.join(TYPES)}")
-    kind = TYPES[name]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if type(value) is not kind:
-        raise RecipeError(f"{name}={value!r}: must be {kind.__name__}, not {type(value).__name__}")
-    return value
+    return check(name, value, TYPES[name], RULES[name])
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -179,24 +238,21 @@ def parse_setting(text: str) -> tuple[str, object]:
         value = booleans[raw.lower()] if kind is bool else kind(raw)
     except (KeyError, ValueError):
         raise RecipeError(f"--set {text}: {name} takes a {kind.__name__}, not {raw!r}") from None
-    return name, value
+    return name, check_value(name, value)
 
 
 def validate(recipe: Recipe) -> Recipe:
-    """The recipe, if every field is usable; else the first problem, naming the field."""
+    """The recipe, if every field is usable (its rule, a model that exists and fits the size ceiling,
+    and what torch needs of fields together); else the first problem, naming the field."""
     from tinymnist import models  # imports torch: only when a recipe is about to be used
 
-    problems = {
-        "model": not models.known(recipe.model)
-        and f"unknown model; choose from: {', '.join([*models.MODELS, *models.FAMILY_NAMES])}",
-        "epochs": recipe.epochs < 1 and "must be at least 1",
-        "batch_size": recipe.batch_size < 1 and "must be at least 1",
-        "lr": recipe.lr <= 0 and "must be positive",
-        **{k: getattr(recipe, k) not in v and f"choose {' or '.join(v)}" for k, v in CHOICES.items()},
-    }
-    for name, problem in problems.items():
-        if problem:
-            raise RecipeError(f"recipe field {name}={getattr(recipe, name)!r}: {problem}")
+    for f in fields(Recipe):
+        check_value(f.name, getattr(recipe, f.name))
+    if not models.known(recipe.model):  # raises for a family name over the size ceiling
+        choices = ", ".join([*models.MODELS, *models.FAMILY_NAMES])
+        raise RecipeError(f"recipe field model={brief(recipe.model)}: unknown model; choose from: {choices}")
+    if recipe.optimizer == "sgd" and recipe.nesterov and recipe.momentum == 0:
+        raise RecipeError("recipe field nesterov=True: Nesterov momentum needs momentum > 0 (or nesterov=false)")
     return recipe
 
 
@@ -207,7 +263,10 @@ def from_dict(values: dict, source: str = "recipe") -> Recipe:
     missing = [name for name in TYPES if name not in values]
     if missing:
         raise RecipeError(f"{source}: recipe lacks field(s) {', '.join(missing)} (recorded recipes are read whole)")
-    return Recipe(**{name: check_value(name, value) for name, value in values.items()})
+    try:
+        return Recipe(**{name: check_value(name, value) for name, value in values.items()})
+    except RecipeError as e:
+        raise RecipeError(f"{source}: {e}") from None
 
 
 def same(recorded: dict | None, recipe: Recipe) -> bool:
@@ -223,14 +282,14 @@ def load_file(path: Path) -> Recipe:
         values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except OSError as e:
         raise RecipeError(f"--recipe {path}: cannot read ({e.strerror or e})") from None
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
         raise RecipeError(f"--recipe {path}: not valid {path.suffix[1:].upper() or 'JSON'} ({e})") from None
     values = values.get("recipe", values) if isinstance(values, dict) else values
     if isinstance(values, dict) and "base" in values:
         values = dict(values)
         base = values.pop("base")
-        if base not in RECIPES:
-            raise RecipeError(f"--recipe {path}: base {base!r} is not a recipe; choose from: {', '.join(RECIPES)}")
+        if not isinstance(base, str) or base not in RECIPES:
+            raise RecipeError(f"--recipe {path}: base {brief(base)} is not a recipe; choose from: {', '.join(RECIPES)}")
         try:
             return replace(RECIPES[base], **{k: check_value(k, v) for k, v in values.items()})
         except RecipeError as e:

@@ -19,7 +19,7 @@ import torch
 from tinymnist import checkpoint, data, results
 from tinymnist.errors import TinyMnistError
 from tinymnist.recipes import Recipe, to_dict
-from tinymnist.training import pick_device, resume_settings, train
+from tinymnist.training import is_run, pick_device, resume_settings, train
 
 
 def train_seed(
@@ -103,6 +103,8 @@ def repeat(
         state["machine"]["torch_threads"] = threads  # per job
     state["machine"]["jobs"] = jobs
     args = [(recipe, s, runs / f"{recipe_name}-seed{s}", data_dir, device, threads, dataset) for s in todo]
+    for a in args:  # before any seed trains: a seed's folder is new, empty or a run (resumed if it matches)
+        checkpoint.check_folder(a[2], is_run, "a tinymnist run folder")
 
     def record(row: dict) -> None:
         row["machine"] = state["machine"]  # rows may come from several calls, on several machines

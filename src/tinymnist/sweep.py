@@ -110,7 +110,7 @@ def load_space(name_or_file: str) -> dict:
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
         raise SweepError(f"{what} {path}: not a readable JSON file ({e})") from None
 
 
@@ -131,6 +131,11 @@ def check_space(space: object, where: str) -> None:
             raise SweepError(f"{where}: {name!r} is not a recipe field nor a width ({', '.join(widths)})")
         if isinstance(spec, dict) and not (ranged(spec) or spec.keys() == {"choice"} and spec["choice"]):
             raise SweepError(f'{where}: {name}: give a value, {{"low", "high"[, "log"]}} or {{"choice"}}')
+        for value in values_of(spec) if name in known else ():  # each end of a range, each choice
+            try:
+                recipes.check_value(name, value)
+            except recipes.RecipeError as e:
+                raise SweepError(f"{where}: {e}") from None
     missing = [w for w in widths if w not in params]
     if missing:
         raise SweepError(f"{where}: family {space['family']} needs widths {', '.join(missing)}")
@@ -141,6 +146,13 @@ def check_space(space: object, where: str) -> None:
             f"{where}: cannot fit the budget: its smallest design {smallest} has {size:,} parameters "
             f"> {space['budget']:,}"
         )
+
+
+def values_of(spec: object) -> list:
+    """The values a parameter's spec names: a fixed value, the ends of a range, or the choices."""
+    if not isinstance(spec, dict):
+        return [spec]
+    return list(spec["choice"]) if "choice" in spec else [spec["low"], spec["high"]]
 
 
 def ranged(spec: dict) -> bool:
@@ -156,9 +168,7 @@ def width_names(space: dict) -> list[str]:
 
 
 def lowest(spec: object) -> object:
-    if isinstance(spec, dict):
-        return min(spec["choice"]) if "choice" in spec else spec["low"]
-    return spec
+    return min(values_of(spec))
 
 
 def model_name(space: dict, values: dict) -> str:
@@ -366,6 +376,7 @@ def run(
     heartbeat: Heartbeat = Heartbeat(),
 ) -> dict:  # fmt: skip
     """Create or continue the sweep in `folder` with `workers` processes; returns its summary."""
+    checkpoint.check_folder(folder, is_sweep, "a tinymnist sweep folder")
     saved = read_json(folder / "sweep.json", "sweep folder") if (folder / "sweep.json").is_file() else {}
     study = study or saved.get("study") or folder.resolve().name
     settings = {"space": load_space(space) if space else None, "train_images": train_images, "dataset": dataset}
@@ -388,6 +399,11 @@ def run(
                 for job in jobs:
                     job.result()
     return summarize(folder, s, time.perf_counter() - start)
+
+
+def is_sweep(folder: Path) -> bool:
+    """Whether `folder` is a sweep's (it has the study's name or the journal), so a sweep may write into it."""
+    return (folder / "sweep.json").is_file() or (folder / JOURNAL).is_file()
 
 
 def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:

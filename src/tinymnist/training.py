@@ -15,6 +15,7 @@ fallback, are recorded in the run's config and kept when a run resumes.
 """
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from tinymnist.engines import EagerEngine, GraphEngine, choose_engine  # noqa: F
 from tinymnist.errors import TinyMnistError
 from tinymnist.evaluation import evaluate
 from tinymnist.models import TARGET
-from tinymnist.recipes import Recipe, from_dict, to_dict
+from tinymnist.recipes import Recipe, from_dict, to_dict, validate
 
 SEED_LIMITS = {"parameters": 20_000, "accuracy": TARGET, "epochs": 20}  # the seed document's claim (on MNIST)
 PLOT_SECONDS = 30.0  # the curves are redrawn at most this often, and once at the end
@@ -55,6 +56,28 @@ def new_run_dir(model: str, root: Path = Path("runs")) -> Path:
     while path.exists():
         path, n = root / f"{model}-{stamp}-{n}", n + 1
     return path
+
+
+def is_run(folder: Path) -> bool:
+    """Whether `folder` holds a tinymnist run's config.json (a run stopped before its first epoch
+    ended has only that), so that training may write into it."""
+    try:
+        with open(folder / "config.json", "rb") as f:
+            config = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("recipe"), dict) and "seed" in config
+
+
+def check_new_run(out: Path) -> None:
+    """Refuse, before anything is written, an `out` that a new run would overwrite: a run that can be
+    resumed or is finished, a file, or a folder of other files."""
+    checkpoint.check_path(out)
+    if any((out / name).exists() for name in (checkpoint.LAST, checkpoint.FINAL)):
+        raise TinyMnistError(
+            f"{out}: already holds a run; resume it (tinymnist train --resume {out}) or choose another"
+        )
+    checkpoint.check_folder(out, is_run, "a tinymnist run folder")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -100,6 +123,11 @@ def train(
     record (its metrics.jsonl line) once it is saved; an exception raised there stops the run and is
     raised to the caller, with that epoch saved (a sweep pruning a trial; `--resume` continues it).
     """
+    validate(recipe)
+    if recipe.batch_size > len(data.train_labels):
+        raise TinyMnistError(
+            f"batch_size={recipe.batch_size}: more than the {len(data.train_labels):,} training images"
+        )
     device = data.train_images.device
     progress = sys.stdout.isatty() if progress is None else progress
     recorded: dict = {}  # the config of the run resumed
@@ -142,6 +170,7 @@ def train(
         if fallback != recorded.get("engine_fallback", ""):  # the graph could not be captured this time
             checkpoint.save_json(out / "config.json", {**recorded, **fell_back})
     else:
+        check_new_run(out)
         out.mkdir(parents=True, exist_ok=True)
         config = {
             "recipe": to_dict(recipe),
@@ -172,6 +201,10 @@ def train(
         lr = runner.lr
         start = time.perf_counter()
         train_loss, train_acc = runner.epoch(generator)
+        if not math.isfinite(train_loss):  # diverged: keep the last finite epoch, save nothing of this one
+            raise TinyMnistError(
+                f"{out}: training diverged in epoch {epoch} (loss {train_loss}); try a lower lr than {recipe.lr:g}"
+            )
         seconds = time.perf_counter() - start
         result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last, data.dataset)
         record = {
