@@ -290,16 +290,14 @@ def claim_points(table: dict[str, claims.Claim], found: dict[str, dict]) -> list
 
 
 def draw_claims(ax, points: list[tuple]) -> None:
-    """Each claim as an open diamond at its claimed accuracy, joined to a filled one at the mean of
-    its reproduction (its own recipe, final epoch) where there is one."""
+    """Each claim as an open black diamond at its claimed accuracy, joined to a filled one at the mean
+    of its reproduction (its own recipe, final epoch) where there is one."""
     for parameters, claimed, reproduced, label in points:
-        ax.plot(parameters, 100 * claimed, "D", color="tab:red", fillstyle="none")
-        ax.annotate(
-            f"claim: {label}", (parameters, 100 * claimed), textcoords="offset points", xytext=(6, 4), fontsize=7
-        )
+        ax.plot(parameters, 100 * claimed, "D", color="black", fillstyle="none", markersize=5)
+        ax.annotate(label, (parameters, 100 * claimed), textcoords="offset points", xytext=(4, 5), fontsize=7)
         if reproduced is not None:
-            ax.plot([parameters] * 2, [100 * claimed, 100 * reproduced], "-", color="tab:red", linewidth=1)
-            ax.plot(parameters, 100 * reproduced, "D", color="tab:red")
+            ax.plot([parameters] * 2, [100 * claimed, 100 * reproduced], "-", color="black", linewidth=1)
+            ax.plot(parameters, 100 * reproduced, "D", color="black", markersize=5)
 
 
 def pareto_plot(
@@ -313,7 +311,7 @@ def pareto_plot(
     """Final-epoch test accuracy (mean ± std over seeds) against parameters and against MACs.
 
     Anchors (other people's networks: parameters, accuracy, label) are grey crosses on the left;
-    public claims (`claim_points`) red diamonds, claimed and reproduced.
+    public claims (`claim_points`) black diamonds, claimed and reproduced.
     """
     import matplotlib
 
@@ -424,7 +422,7 @@ def main(check: bool = False) -> None:
         accuracy,
         ROOT / "docs" / "pareto.png",
         "tinymnist on MNIST: final epoch, 5 seeds (dashed: 99.40%; grey: public single runs, best test epoch;\n"
-        "red: public claims, open as claimed, filled: their recipe's final-epoch mean here)",
+        "black diamonds: public claims, open as claimed, filled: their recipe's final-epoch mean here)",
         target=models.TARGET,
         anchors=[
             (a["parameters"], a["test_accuracy"], a["label"])
