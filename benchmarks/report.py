@@ -254,8 +254,8 @@ def claim_cells(claim: claims.Claim, found: dict | None) -> str:
         return "0 (not run yet) | — | — | —"
     s, accuracies = found["summary"], [r["test_accuracy"] for r in found["runs"]]
     reached = sum(a >= claim.accuracy - 1e-9 for a in accuracies)  # counts of 10,000: no float's last bit decides
-    pending = "" if s["seeds"] >= 5 else f" ({5 - s['seeds']} pending)"
-    return f"{s['seeds']}{pending} | {s['mean']:.2%} ± {s['std']:.2%} | {s['min']:.2%} | {reached}/{s['seeds']}"
+    of = "" if s["seeds"] >= 5 else " of 5"
+    return f"{s['seeds']}{of} | {s['mean']:.2%} ± {s['std']:.2%} | {s['min']:.2%} | {reached}/{s['seeds']}"
 
 
 def claims_table(table: dict[str, claims.Claim], found: dict[str, dict]) -> str:

@@ -55,7 +55,7 @@ def test_claims_table_counts_the_seeds_at_or_above_each_claim(tmp_path):
     lines = table.splitlines()
     theirs = next(line for line in lines if "`claim-3762`" in line)
     assert "99.52%" in theirs and "| 5 | 99.51% ± 0.07% | 99.40% | 3/5 |" in theirs
-    assert "| ours: `ours-3762` | 2 (3 pending) | 99.51% ± 0.03% | 99.49% | 1/2 |" in table
+    assert "| ours: `ours-3762` | 2 of 5 | 99.51% ± 0.03% | 99.49% | 1/2 |" in table
     assert "| ours: `ours-4838` | 0 (not run yet) | — | — | — |" in table
     assert "| theirs: `notebook` | 5 | 99.40% ± 0.00% | 99.40% | 5/5 |" in table  # at the claim counts
     assert all(f"- {label}: {a}" in table for label, c in claims.CLAIMS.items() for a in c.assumed)
