@@ -41,7 +41,9 @@ CLAIMS: dict[str, Claim] = {
         ours="ours-3762",
         assumed=(
             "schedule: theirs is per-epoch piecewise linear (0.05 -> 0.1 at epoch 2 -> 0.01 at 8 -> 0 at 15); "
-            "ours is per-step one-cycle (0.004 -> 0.1 over 2 epochs, cosine to ~0)",
+            "ours is per-step one-cycle (0.004 -> 0.1 over 2 epochs, cosine to ~0). Not neutral: theirs trains "
+            "at full speed from the first step and spends its last 7 epochs at 0.01 or less, ours warms up from "
+            "0.004 and stays above 0.01 until epoch 13 (compare the run folders' metrics with the notebook's log)",
             "augmentation: theirs shifts/scales/rotates half the images (albumentations ShiftScaleRotate, "
             "+-9%, +-9%, +-7 degrees, reflected borders) and jitters brightness and contrast (+-20%) on half; "
             "ours transforms every image with the same limits (black borders) and has no brightness/contrast",
