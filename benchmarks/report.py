@@ -282,22 +282,27 @@ def claims_table(table: dict[str, claims.Claim], found: dict[str, dict]) -> str:
 
 
 def claim_points(table: dict[str, claims.Claim], found: dict[str, dict]) -> list[tuple]:
-    """(parameters, claimed accuracy, reproduced mean with their recipe or None, label) per claim."""
-    return [
-        (c.parameters, c.accuracy, found[c.recipe]["summary"]["mean"] if c.recipe in found else None, label)
-        for label, c in table.items()
-    ]
+    """(parameters, claimed accuracy, reproduced mean with their recipe or None, label, seeds) per claim."""
+    points = []
+    for label, c in table.items():
+        s = found[c.recipe]["summary"] if c.recipe in found else {"mean": None, "seeds": 0}
+        points.append((c.parameters, c.accuracy, s["mean"], label, s["seeds"]))
+    return points
+
+
+SMALL_RIGHT = {"textcoords": "offset points", "xytext": (5, -3), "fontsize": 7}
 
 
 def draw_claims(ax, points: list[tuple]) -> None:
     """Each claim as an open black diamond at its claimed accuracy, joined to a filled one at the mean
     of its reproduction (its own recipe, final epoch) where there is one."""
-    for parameters, claimed, reproduced, label in points:
+    for parameters, claimed, reproduced, label, seeds in points:
         ax.plot(parameters, 100 * claimed, "D", color="black", fillstyle="none", markersize=5)
         ax.annotate(label, (parameters, 100 * claimed), textcoords="offset points", xytext=(4, 5), fontsize=7)
         if reproduced is not None:
             ax.plot([parameters] * 2, [100 * claimed, 100 * reproduced], "-", color="black", linewidth=1)
             ax.plot(parameters, 100 * reproduced, "D", color="black", markersize=5)
+            ax.annotate(f"{seeds} seed{'s' * (seeds > 1)}", (parameters, 100 * reproduced), **SMALL_RIGHT)
 
 
 def pareto_plot(

@@ -62,4 +62,5 @@ def test_claims_table_counts_the_seeds_at_or_above_each_claim(tmp_path):
 
     points = {p[3]: p for p in report.claim_points(claims.CLAIMS, found)}
     assert points["woolly-of-cv 3,762"][:2] == (3_762, 0.9952) and abs(points["woolly-of-cv 3,762"][2] - 0.99508) < 1e-9
-    assert points["woolly-of-cv 4,838"][2] is None  # claimed only: nothing reproduced yet
+    assert points["woolly-of-cv 3,762"][4] == 5
+    assert points["woolly-of-cv 4,838"][2::2] == (None, 0)  # claimed only: nothing reproduced yet
