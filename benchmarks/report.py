@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from tinymnist import models, summary
+from tinymnist import claims, models, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -243,12 +243,81 @@ def fashion_table(results: list[dict], anchors: dict) -> str:
     return "\n".join(rows)
 
 
+def claim_results(folders: list[Path]) -> dict[str, dict]:
+    """The `repeat` results files of `folders`, by recipe name: a claim's rows may be in any of them
+    (the seed document's claim is the `notebook` row of results/)."""
+    return {r["name"]: r for folder in folders if folder.is_dir() for r in repeat_results(folder)}
+
+
+def claim_cells(claim: claims.Claim, found: dict | None) -> str:
+    """Seeds, mean ± std, min and seeds at or above the claim, for one recipe's results file."""
+    if not found:
+        return "0 (not run yet) | — | — | —"
+    s, accuracies = found["summary"], [r["test_accuracy"] for r in found["runs"]]
+    reached = sum(a >= claim.accuracy - 1e-9 for a in accuracies)  # counts of 10,000: no float's last bit decides
+    of = "" if s["seeds"] >= 5 else " of 5"
+    return f"{s['seeds']}{of} | {s['mean']:.2%} ± {s['std']:.2%} | {s['min']:.2%} | {reached}/{s['seeds']}"
+
+
+def claims_table(table: dict[str, claims.Claim], found: dict[str, dict]) -> str:
+    """Each public claim beside its reproduction under the protocol (final epoch, seeds 1..5): with
+    the recipe its source describes, and with tinymnist's recipe for the same design; then what the
+    transcription of each had to assume."""
+    rows = [
+        "| claim | parameters | claimed | how it was picked | recipe | seeds | final test accuracy, mean ± std "
+        "| min | seeds ≥ claim |",
+        "|---|---:|---:|---|---|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for label, c in table.items():
+        source = f"[{label}]({c.source})" if c.source.startswith("http") else f"{label} ({c.source})"
+        for i, (whose, name) in enumerate((("theirs", c.recipe), ("ours", c.ours))):
+            head = f"{source} | {c.parameters:,} | {c.accuracy:.2%} | {c.picked}" if i == 0 else " | | |"
+            rows.append(f"| {head} | {whose}: `{name}` | {claim_cells(c, found.get(name))} |")
+        notes += [f"- {label}: {a}" for a in c.assumed]
+    return (
+        "\n".join(rows)
+        + "\n\nWhat the transcriptions assumed (designs are exact; see `tinymnist.claims`):\n\n"
+        + ("\n".join(notes))
+    )
+
+
+def claim_points(table: dict[str, claims.Claim], found: dict[str, dict]) -> list[tuple]:
+    """(parameters, claimed accuracy, reproduced mean with their recipe or None, label, seeds) per claim."""
+    points = []
+    for label, c in table.items():
+        s = found[c.recipe]["summary"] if c.recipe in found else {"mean": None, "seeds": 0}
+        points.append((c.parameters, c.accuracy, s["mean"], label, s["seeds"]))
+    return points
+
+
+SMALL_RIGHT = {"textcoords": "offset points", "xytext": (5, -3), "fontsize": 7}
+
+
+def draw_claims(ax, points: list[tuple]) -> None:
+    """Each claim as an open black diamond at its claimed accuracy, joined to a filled one at the mean
+    of its reproduction (its own recipe, final epoch) where there is one."""
+    for parameters, claimed, reproduced, label, seeds in points:
+        ax.plot(parameters, 100 * claimed, "D", color="black", fillstyle="none", markersize=5)
+        ax.annotate(label, (parameters, 100 * claimed), textcoords="offset points", xytext=(4, 5), fontsize=7)
+        if reproduced is not None:
+            ax.plot([parameters] * 2, [100 * claimed, 100 * reproduced], "-", color="black", linewidth=1)
+            ax.plot(parameters, 100 * reproduced, "D", color="black", markersize=5)
+            ax.annotate(f"{seeds} seed{'s' * (seeds > 1)}", (parameters, 100 * reproduced), **SMALL_RIGHT)
+
+
 def pareto_plot(
-    results: list[dict], out: Path, title: str, target: float | None = None, anchors: list[tuple] = ()
+    results: list[dict],
+    out: Path,
+    title: str,
+    target: float | None = None,
+    anchors: list[tuple] = (),
+    claimed: list[tuple] = (),
 ) -> None:
     """Final-epoch test accuracy (mean ± std over seeds) against parameters and against MACs.
 
-    Anchors (other people's networks: parameters, accuracy, label) are grey crosses on the left.
+    Anchors (other people's networks: parameters, accuracy, label) are grey crosses on the left;
+    public claims (`claim_points`) black diamonds, claimed and reproduced.
     """
     import matplotlib
 
@@ -274,6 +343,7 @@ def pareto_plot(
         axes[0].annotate(
             label, (parameters, 100 * accuracy), textcoords="offset points", xytext=(-4, 5), ha="right", fontsize=7
         )
+    draw_claims(axes[0], claimed)
     for ax, label in zip(axes, ("trainable parameters", "multiply-accumulates per image"), strict=True):
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # major labels only: no overlap
@@ -325,11 +395,13 @@ def main(check: bool = False) -> None:
     fashion = repeat_results(folder / "fashion-mnist")
     anchors = json.loads((folder / "fashion-mnist" / "anchors.json").read_text())
     mnist_anchors = json.loads((folder / "anchors.json").read_text())
+    found = claim_results([folder, folder / "claims"])
     blocks = {  # file: {block: its generated body}
         "README.md": {"accuracy": front_table(accuracy + fashion, front_anchors(mnist_anchors, anchors))},
         "docs/results.md": {
             "accuracy-detail": accuracy_table(accuracy),
             "goals": goals_table(accuracy),
+            "claims": claims_table(claims.CLAIMS, found),
             "validation": validation_table(sorted((folder / "validation").glob("*.json"))),
         },
         "docs/speed.md": {"speed": speed_table(speed), "engine": engine_table(engine)},
@@ -355,9 +427,15 @@ def main(check: bool = False) -> None:
     pareto_plot(
         accuracy,
         ROOT / "docs" / "pareto.png",
-        "tinymnist on MNIST: final epoch, 5 seeds (dashed: 99.40%; grey: public single runs, best test epoch)",
+        "tinymnist on MNIST: final epoch, 5 seeds (dashed: 99.40%; grey: public single runs, best test epoch;\n"
+        "black diamonds: public claims, open as claimed, filled: their recipe's final-epoch mean here)",
         target=models.TARGET,
-        anchors=[(a["parameters"], a["test_accuracy"], a["label"]) for a in mnist_anchors["rows"]],
+        anchors=[
+            (a["parameters"], a["test_accuracy"], a["label"])
+            for a in mnist_anchors["rows"]
+            if a["parameters"] not in {c.parameters for c in claims.CLAIMS.values()}  # drawn as claims
+        ],
+        claimed=claim_points(claims.CLAIMS, found),
     )
     pareto_plot(
         fashion,

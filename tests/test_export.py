@@ -100,7 +100,7 @@ def test_cli_export(trained_checkpoint, mnist_dir, tmp_path, capsys):
 def test_folding_every_registered_model(name):
     model = randomize_batchnorms(models.create(name))
     folded = fold.fold_batchnorm(model)
-    assert fold.count_batchnorms(folded) < fold.count_batchnorms(model)
+    assert fold.count_batchnorms(folded) < fold.count_batchnorms(model) or not fold.count_batchnorms(model)
     x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert (model(x) - folded(x)).abs().max() < 1e-4

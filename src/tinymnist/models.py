@@ -200,3 +200,108 @@ GOALS: dict[str, Goal] = {
 # Parametric families, named FAMILY-W1-W2-...: the family's class and how many widths it takes.
 FAMILIES: dict[str, tuple[type[nn.Module], int]] = {"tinynet": (TinyNet, 4), "sepnet": (SeparableNet, 5)}
 FAMILY_NAMES = [f"{family}{'-W' * n}" for family, (_, n) in FAMILIES.items()]
+
+
+# --- Public claims' designs (tinymnist.claims): each transcribed layer for layer from its source,
+# with the source's initialisation; tests hold each to its claimed parameter count.
+
+
+def glorot(model: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases in every convolution and linear layer: how the
+    woolly-of-cv notebooks initialise theirs, and Keras's default."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+class StepNet(nn.Sequential):
+    """woolly-of-cv's "stepped" design: three blocks of `depth` padded 3x3 convolutions (with bias)
+    at 28, 14 and 7 pixels, max-pooling and 1% dropout after the first two, a 1x1 convolution to the
+    10 classes and global average pooling (the 3,762 notebook pools before its 1x1 convolution: both
+    are linear, so the order changes nothing). `relu_first`: Conv-ReLU-BN instead of Conv-BN-ReLU."""
+
+    def __init__(self, widths: tuple[int, int, int], depth: int, relu_first: bool, last_dropout: bool) -> None:
+        layers, cin = [], 1
+        for i, w in enumerate(widths):
+            for _ in range(depth):
+                after = [nn.ReLU(), nn.BatchNorm2d(w)] if relu_first else [nn.BatchNorm2d(w), nn.ReLU()]
+                layers += [nn.Conv2d(cin, w, 3, padding=1), *after]
+                cin = w
+            layers += [nn.MaxPool2d(2), nn.Dropout(0.01)] if i < 2 else [nn.Dropout(0.01)] * last_dropout
+        super().__init__(*layers, nn.Conv2d(cin, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        glorot(self)
+
+
+@register("claim-3762")
+def claim_3762() -> nn.Module:
+    return StepNet((4, 8, 8), depth=3, relu_first=False, last_dropout=False)
+
+
+@register("claim-4838")
+def claim_4838() -> nn.Module:
+    return StepNet((4, 8, 16), depth=2, relu_first=True, last_dropout=True)
+
+
+@register("claim-19898")
+def claim_19898() -> nn.Module:
+    """pradeep6kumar/mnist_994: two blocks of two 5x5 convolutions (the first padded, with BatchNorm;
+    the second unpadded), each block max-pooled with 15% dropout, then pooling and one linear layer."""
+
+    def block(cin: int) -> list[nn.Module]:
+        return [
+            *[nn.Conv2d(cin, 16, 5, padding=2), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 5), nn.ReLU()],
+            *[nn.MaxPool2d(2), nn.Dropout(0.15)],
+        ]
+
+    return nn.Sequential(*block(1), *block(16), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+class SampleNorm(nn.Module):
+    """keras-contrib's InstanceNormalization(axis=None): each sample normalised by the mean and
+    standard deviation (plus epsilon) of all its values, then one learned scale and shift."""
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)  # (written without x.dim(), so that torch.fx can trace it for folding)
+        std = flat.std(1, keepdim=True, correction=0) + self.eps
+        return ((flat - flat.mean(1, keepdim=True)) / std * self.weight + self.bias).view_as(x)
+
+
+class KerasMinimal(nn.Module):
+    """ruslangrimov/mnist-minimal-model's 1,936-parameter network: an unpadded 3x3 convolution to 8
+    channels, max-pooling, an unpadded separable convolution to 26, then ONE padded separable 26->26
+    convolution applied three times (shared weights), each use with its own normalisation; average
+    pooling, a dense layer of 16 and the classifier. Every layer is ReLU, SampleNorm, 10% dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def post() -> list[nn.Module]:
+            return [nn.ReLU(), SampleNorm(), nn.Dropout(0.1)]
+
+        def separable(cin: int, cout: int, padding: int) -> list[nn.Module]:  # Keras's: bias after the 1x1
+            return [nn.Conv2d(cin, cin, 3, padding=padding, groups=cin, bias=False), nn.Conv2d(cin, cout, 1)]
+
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), SampleNorm(), nn.MaxPool2d(2), nn.Dropout(0.1))
+        self.widen = nn.Sequential(*separable(8, 26, 0), *post())
+        self.shared = nn.Sequential(*separable(26, 26, 1))
+        self.after = nn.ModuleList([nn.Sequential(*post()) for _ in range(3)])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(26, 16), *post(), nn.Linear(16, 10))
+        glorot(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.widen(self.stem(x))
+        for norm in self.after:
+            x = norm(self.shared(x))
+        return self.head(x)
+
+
+register("claim-1936")(KerasMinimal)

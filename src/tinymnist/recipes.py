@@ -371,3 +371,70 @@ SPACES: dict[str, dict] = {
         },
     },
 }
+
+# --- Public claims (tinymnist.claims) -----------------------------------------------------------
+# Each claim's design trained as its source describes, as near as a Recipe can say it (claims.py
+# lists what had to be approximated: per-epoch piecewise-linear schedules become one-cycle with the
+# same peak and warm-up length, augmentation probabilities become "every image"), and the same
+# design with the zoo recipe of the smallest budget that holds it ("ours-").
+RECIPES.update(
+    {
+        "claim-3762": Recipe(
+            model="claim-3762",
+            epochs=15,
+            batch_size=32,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.0,
+            nesterov=False,
+            weight_decay=0.0,
+            warmup=0.133,  # 2 of 15 epochs
+            degrees=7.0,
+            translate=0.09,
+            scale=0.09,
+        ),
+        "claim-4838": Recipe(
+            model="claim-4838",
+            epochs=12,
+            batch_size=64,
+            optimizer="adamw",
+            lr=0.01,
+            nesterov=False,
+            weight_decay=0.0,
+            warmup=0.167,  # 2 of 12 epochs
+            degrees=5.0,
+            translate=0.04,
+            scale=0.085,
+        ),
+        "claim-19898": Recipe(
+            model="claim-19898",
+            epochs=19,
+            batch_size=64,
+            optimizer="adamw",
+            lr=0.003,
+            nesterov=False,
+            weight_decay=1e-5,
+            schedule="constant",
+            degrees=3.0,
+            translate=0.0,
+            scale=0.0,
+        ),
+        "claim-1936": Recipe(
+            model="claim-1936",
+            epochs=75,
+            batch_size=32,
+            optimizer="adamw",
+            lr=0.001,
+            nesterov=False,
+            weight_decay=0.0,
+            schedule="constant",
+            degrees=0.0,
+            translate=0.0,
+            scale=0.0,
+        ),
+        "ours-3762": replace(RECIPES["tiny4k"], model="claim-3762"),
+        "ours-4838": replace(RECIPES["tiny8k"], model="claim-4838"),
+        "ours-19898": replace(RECIPES["tiny20k"], model="claim-19898"),
+        "ours-1936": replace(RECIPES["tiny3k"], model="claim-1936"),
+    }
+)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from tinymnist import checkpoint, data, results
+from tinymnist import checkpoint, claims, data, results
 from tinymnist.errors import TinyMnistError
 from tinymnist.recipes import Recipe, to_dict
 from tinymnist.training import is_run, pick_device, resume_settings, train
@@ -96,6 +96,8 @@ def repeat(
     done = {r["seed"] for r in existing["runs"]} if existing else set()
     todo = [s for s in range(1, seeds + 1) if s not in done]
     state = existing or {"name": recipe_name, "dataset": dataset, "recipe": to_dict(recipe), "runs": []}
+    if claims.of_recipe(recipe_name):
+        state["claim"] = claims.of_recipe(recipe_name)  # the public claim these seeds reproduce or try to beat
     state["machine"] = results.machine(pick_device(device))
     log(f"{recipe_name}: {len(done)} of {seeds} seeds already in {out}; training {todo or 'none'}")
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
