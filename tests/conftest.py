@@ -53,3 +53,13 @@ def trained_checkpoint() -> Path:
 def isolated_cache(tmp_path, monkeypatch):
     """Never touch the user's real cache from a test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def no_timing(monkeypatch):
+    """Training in a test does not time the candidate settings (seconds each): fake timings pick
+    float32, channels_last, all threads. tests/test_precision.py times for real where it means to."""
+    from helpers import fake_timings
+    from tinymnist import precision
+
+    monkeypatch.setattr(precision, "measure", fake_timings())

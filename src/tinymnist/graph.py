@@ -30,8 +30,10 @@ WARMUP_STEPS = 3  # eager steps before capture: cuDNN and autograd set up their 
 class GraphEngine:
     """Trains `model` on `data` one epoch at a time with the device-resident step."""
 
-    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, bf16: bool, capture: bool) -> None:
-        self.model, self.recipe, self.data, self.bf16 = model, recipe, data, bf16
+    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, capture: bool) -> None:
+        self.model, self.recipe, self.data = model, recipe, data
+        self.bf16, self.channels_last = setting["bf16"], setting["channels_last"]
+        self.side = self.captured_side = 28  # the side of this epoch's training images (progressive resizing)
         device = data.train_images.device
         self.steps = len(data.train_labels) // recipe.batch_size  # the last partial batch is dropped
         self.lrs = lr_table(recipe, recipe.epochs * self.steps, device)
@@ -50,8 +52,8 @@ class GraphEngine:
         r, d = self.recipe, self.data
         idx = self.order.index_select(0, self.i).squeeze(0)
         x = d.train_images[idx].unsqueeze(1).float().div_(255)
-        x = normalize(random_affine(x, r.degrees, r.translate, r.scale), d.dataset)
-        if r.channels_last:
+        x = normalize(random_affine(x, r.degrees, r.translate, r.scale, side=self.side), d.dataset)
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = d.train_labels[idx]
         logits = forward(self.model, x, self.bf16)
@@ -88,6 +90,7 @@ class GraphEngine:
         with torch.cuda.graph(self.graph):
             self.step()
         torch.cuda.synchronize()
+        self.captured_side = self.side
         self.capture_seconds = time.perf_counter() - start
 
     @property
@@ -104,7 +107,7 @@ class GraphEngine:
         self.loss_sum.zero_()
         self.correct.zero_()
         self.model.train()
-        if self.capture and self.graph is None:
+        if self.capture and (self.graph is None or self.captured_side != self.side):  # shapes are captured
             self._capture()
         for _ in range(self.steps):
             if self.graph is not None:

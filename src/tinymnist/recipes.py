@@ -7,7 +7,9 @@ one from a TOML or JSON file (a run's `config.json` included).
 
 A recorded recipe (in a run's config, a results file, a weights card) is always read whole:
 `from_dict` refuses missing or unknown fields instead of filling them with today's defaults, so
-changing a default can never silently relabel an old result.
+changing a default can never silently relabel an old result. The two exceptions are tables: a
+field added later is filled with the value every run had before it existed (`PAST`), and a field
+that no longer changes a result is dropped (`RETIRED`).
 """
 
 import json
@@ -39,8 +41,9 @@ class Recipe:
     degrees: float = 10.0  # augmentation: random rotation, +- degrees
     translate: float = 0.1  # augmentation: random shift, +- this fraction of the image size
     scale: float = 0.1  # augmentation: random zoom in [1 - scale, 1 + scale]
-    channels_last: bool = True  # faster on the CPU in nearly every configuration measured (README)
-    bf16: bool = False  # run the forward pass under bfloat16 autocast (faster where the chip has bf16 units)
+    bf16: bool = False  # numerics allow bf16 autocast; used where it measures faster (tinymnist.precision)
+    low_res: int = 28  # progressive resizing: the side, in pixels, of the images of the first epochs
+    low_res_epochs: int = 0  # how many first epochs train at low_res (the rest at 28x28)
 
 
 SEED = Recipe()
@@ -191,6 +194,9 @@ def validate(recipe: Recipe) -> Recipe:
         "epochs": recipe.epochs < 1 and "must be at least 1",
         "batch_size": recipe.batch_size < 1 and "must be at least 1",
         "lr": recipe.lr <= 0 and "must be positive",
+        "low_res": not 8 <= recipe.low_res <= 28 and "must be between 8 and 28 (pixels)",
+        "low_res_epochs": not 0 <= recipe.low_res_epochs < recipe.epochs
+        and "must be at least 0 and fewer than epochs (the last epoch trains at 28x28)",
         **{k: getattr(recipe, k) not in v and f"choose {' or '.join(v)}" for k, v in CHOICES.items()},
     }
     for name, problem in problems.items():
@@ -199,19 +205,31 @@ def validate(recipe: Recipe) -> Recipe:
     return recipe
 
 
+# Fields added after results were recorded: the value every run had before the field existed.
+PAST: dict[str, tuple[object, str]] = {
+    "nesterov": (True, "added in 8c66256; until then SGD was always Nesterov (nesterov=True)"),
+    "bf16": (False, "added in 63eaea4; until then the forward pass was always float32"),
+    "low_res": (28, "added with progressive resizing; until then every epoch trained at 28x28"),
+    "low_res_epochs": (0, "added with progressive resizing; until then every epoch trained at 28x28"),
+}
+# Fields that no longer change a result, ignored when read: the machine decides them now.
+RETIRED = {"channels_last": "the memory format is measured per machine (tinymnist.precision)"}
+
+
 def from_dict(values: dict, source: str = "recipe") -> Recipe:
-    """The recipe recorded in `values`: every field present, each of its type, nothing else."""
+    """The recipe recorded in `values`: every field present (or in PAST), each of its type, nothing else."""
     if not isinstance(values, dict):
         raise RecipeError(f"{source}: a recipe must be a table of fields")
-    missing = [name for name in TYPES if name not in values]
+    missing = [name for name in TYPES if name not in values and name not in PAST]
     if missing:
         raise RecipeError(f"{source}: recipe lacks field(s) {', '.join(missing)} (recorded recipes are read whole)")
-    return Recipe(**{name: check_value(name, value) for name, value in values.items()})
+    values = {name: value for name, (value, _) in PAST.items()} | values
+    return Recipe(**{name: check_value(name, value) for name, value in values.items() if name not in RETIRED})
 
 
 def same(recorded: dict | None, recipe: Recipe) -> bool:
-    """Whether a recorded recipe is exactly `recipe`: every field, none filled in."""
-    return isinstance(recorded, dict) and recorded.keys() == TYPES.keys() and from_dict(recorded) == recipe
+    """Whether a recorded recipe is exactly `recipe`: every field, none filled with today's defaults."""
+    return isinstance(recorded, dict) and from_dict(recorded) == recipe
 
 
 def load_file(path: Path) -> Recipe:

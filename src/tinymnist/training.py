@@ -71,8 +71,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class EagerEngine:
     """The eager loop: one Python step per batch with torch.optim and its scheduler."""
 
-    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, bf16: bool, heartbeat: Callable | None) -> None:
-        self.model, self.recipe, self.data, self.bf16, self.heartbeat = model, recipe, data, bf16, heartbeat
+    def __init__(
+        self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, heartbeat: Callable | None
+    ) -> None:
+        self.model, self.recipe, self.data, self.heartbeat = model, recipe, data, heartbeat
+        self.bf16, self.channels_last = setting["bf16"], setting["channels_last"]
+        self.side = 28  # the side of this epoch's training images (progressive resizing)
         self.steps = len(data.train_labels) // recipe.batch_size  # the last partial batch is dropped
         self.opt, self.sched = make_optimizer(model.parameters(), recipe, recipe.epochs * self.steps)
         self.capture_seconds = 0.0
@@ -93,8 +97,9 @@ class EagerEngine:
         for i in tqdm(range(self.steps), disable=not self.progress, leave=False, unit="batch"):
             idx = order[i * bs : (i + 1) * bs]
             x = data.train_images[idx].unsqueeze(1).float().div_(255)
-            x = normalize(random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator), data.dataset)
-            if recipe.channels_last:
+            x = random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator, self.side)
+            x = normalize(x, data.dataset)
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.train_labels[idx]
             logits = forward(model, x, self.bf16)
@@ -157,31 +162,36 @@ def train(
     config_extra: dict | None = None,
     precision_request: str = "auto",
     engine: str = "auto",
+    memory_format: str = "auto",
     on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train `recipe` on `data` into run folder `out`; returns the final checkpoint dict.
 
     `split` names what `data`'s test tensors are ("test", or "val" for a validation split).
-    `precision_request` ("auto", "bf16", "fp32") and `engine` ("auto", "eager", "graph") are resolved
-    for this machine and recorded in config.json. With `resume`, training continues from
-    `out/last.pt` with the run's recorded precision and engine. `on_epoch` gets each epoch's record
+    `precision_request` ("auto", "bf16", "fp32"), `memory_format` ("auto", "channels_last",
+    "contiguous") and `engine` ("auto", "eager", "graph") are resolved for this machine
+    (`tinymnist.precision` measures) and recorded in config.json. With `resume`, training continues
+    from `out/last.pt` with the run's recorded settings. `on_epoch` gets each epoch's record
     once it is saved (an exception raised there stops the run, e.g. a sweep pruning a trial).
     """
     device = data.train_images.device
     progress = sys.stdout.isatty() if progress is None else progress
     if resume:
         recorded = resume_settings(out)[1]
-        bf16 = recorded.get("precision", {}).get("bf16", recipe.bf16)  # runs before the choice: the recipe's
-        precision_request, engine = ("bf16" if bf16 else "fp32"), recorded.get("engine", "eager")
+        kept = recorded.get("precision", {})  # runs before the choice: the recipe's
+        precision_request = "bf16" if kept.get("bf16", recipe.bf16) else "fp32"
+        cl = kept.get("channels_last", recorded["recipe"].get("channels_last", True))
+        memory_format, engine = ("channels_last" if cl else "contiguous"), recorded.get("engine", "eager")
+        torch.set_num_threads(kept.get("threads", torch.get_num_threads()))
         resume = (out / checkpoint.LAST).is_file()  # a run stopped in its first epoch starts again
         if not resume:
             log(f"{out}: no completed epoch to resume from; starting it again with its settings")
-    chosen = precision.choose(recipe.bf16, precision_request, device)
+    chosen = precision.choose(
+        recipe.bf16, precision_request, device, recipe.model, recipe.batch_size, memory_format, log
+    )
     engine = choose_engine(engine, device)
     torch.manual_seed(seed)
-    model = models.create(recipe.model).to(device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = precision.apply(models.create(recipe.model).to(device), chosen)
     parameters = models.count_parameters(model)
 
     def heartbeat(done: int, steps: int, images_per_second: float) -> None:
@@ -190,9 +200,9 @@ def train(
             f"epoch ends in {eta:.0f}s")  # fmt: skip
 
     if engine == "graph":
-        runner: EagerEngine | GraphEngine = GraphEngine(model, recipe, data, chosen["bf16"], capture=True)
+        runner: EagerEngine | GraphEngine = GraphEngine(model, recipe, data, chosen, capture=True)
     else:
-        runner = EagerEngine(model, recipe, data, chosen["bf16"], None if progress else heartbeat)
+        runner = EagerEngine(model, recipe, data, chosen, None if progress else heartbeat)
         runner.progress = progress
     history: list[dict] = []
     started, earlier = time.perf_counter(), 0.0  # wall time of this process, and of those before it
@@ -225,7 +235,11 @@ def train(
         }
         checkpoint.save_json(out / "config.json", config)
         autocast = "bf16 autocast" if chosen["bf16"] else "float32"
-        log(f"{recipe.model}: {parameters:,} trainable parameters; {engine} engine, {autocast} ({chosen['reason']})")
+        fmt, threads = "channels_last" if chosen["channels_last"] else "contiguous", chosen["threads"]
+        log(
+            f"{recipe.model}: {parameters:,} trainable parameters; {engine} engine, {autocast}, {fmt}, "
+            f"{threads} thread{'s' * (threads > 1)} ({chosen['reason']})"
+        )
         log(f"run folder {out}")
 
     last_plot = 0.0
@@ -233,10 +247,11 @@ def train(
         torch.manual_seed(epoch_seed(seed, epoch))  # dropout (and augmentation in the graph engine)
         generator = torch.Generator(device).manual_seed(epoch_seed(seed, epoch))  # order, augmentation
         lr = runner.lr
+        runner.side = recipe.low_res if epoch <= recipe.low_res_epochs else 28
         start = time.perf_counter()
         train_loss, train_acc = runner.epoch(generator)
         seconds = time.perf_counter() - start - runner.capture_seconds
-        result = evaluate(model, data.test_images, data.test_labels, recipe.channels_last, data.dataset)
+        result = evaluate(model, data.test_images, data.test_labels, chosen["channels_last"], data.dataset)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
