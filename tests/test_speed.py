@@ -82,3 +82,16 @@ def test_a_run_stopped_before_these_fields_resumes_with_its_own_settings(mnist, 
     recipe, config = training.resume_settings(run)
     final = training.train(recipe, subset(mnist, 256, 64), run, resume=True, log=print)
     assert len(final["history"]) == 2 and final["precision"]["channels_last"] is False
+
+
+@pytest.mark.parametrize("every, evaluated", [(0, [3]), (2, [2, 3])])
+def test_a_recipe_can_evaluate_only_some_epochs(mnist, tmp_path, every, evaluated):
+    lines = []
+    recipe = override(get("tiny3k"), epochs=3, batch_size=64, eval_every=every)
+    final = training.train(recipe, subset(mnist, 128, 64), tmp_path / "run", log=lines.append)
+    assert [r["epoch"] for r in final["history"] if "test_accuracy" in r] == evaluated
+    assert "test_accuracy" in final["final"] and (tmp_path / "run" / "curves.png").is_file()
+    assert sum("test not evaluated" in line for line in lines) == 3 - len(evaluated)
+    assert any("best epoch, for information only" in line for line in lines)
+    with pytest.raises(RecipeError, match="eval_every=-1"):
+        recipes.validate(override(recipe, eval_every=-1))

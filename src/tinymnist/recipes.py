@@ -44,6 +44,7 @@ class Recipe:
     bf16: bool = False  # numerics allow bf16 autocast; used where it measures faster (tinymnist.precision)
     low_res: int = 28  # progressive resizing: the side, in pixels, of the images of the first epochs
     low_res_epochs: int = 0  # how many first epochs train at low_res (the rest at 28x28)
+    eval_every: int = 1  # evaluate after every N-th epoch and after the last (0: after the last only)
 
 
 SEED = Recipe()
@@ -197,6 +198,7 @@ def validate(recipe: Recipe) -> Recipe:
         "low_res": not 8 <= recipe.low_res <= 28 and "must be between 8 and 28 (pixels)",
         "low_res_epochs": not 0 <= recipe.low_res_epochs < recipe.epochs
         and "must be at least 0 and fewer than epochs (the last epoch trains at 28x28)",
+        "eval_every": recipe.eval_every < 0 and "must be 0 (the last epoch only) or more",
         **{k: getattr(recipe, k) not in v and f"choose {' or '.join(v)}" for k, v in CHOICES.items()},
     }
     for name, problem in problems.items():
@@ -211,6 +213,7 @@ PAST: dict[str, tuple[object, str]] = {
     "bf16": (False, "added in 63eaea4; until then the forward pass was always float32"),
     "low_res": (28, "added with progressive resizing; until then every epoch trained at 28x28"),
     "low_res_epochs": (0, "added with progressive resizing; until then every epoch trained at 28x28"),
+    "eval_every": (1, "added with skipped evaluations; until then every epoch was evaluated"),
 }
 # Fields that no longer change a result, ignored when read: the machine decides them now.
 RETIRED = {"channels_last": "the memory format is measured per machine (tinymnist.precision)"}
