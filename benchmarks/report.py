@@ -193,6 +193,28 @@ def decision_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def tries_table(files: list[Path]) -> str:
+    """The validation runs that shaped the `fast` recipe (the earlier `fast` first), with each
+    run's training work in full-resolution epochs: an epoch at side s costs about (s/28)^2 of one."""
+    rows = [
+        "| run | model | parameters | epochs (first at low resolution) | work, 28x28 epochs | batch | peak lr "
+        "| label smoothing | final validation accuracy |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for path in files:
+        r = json.loads(path.read_text())
+        recipe = {"low_res": 28, "low_res_epochs": 0} | r["config"]["recipe"]
+        low = recipe["low_res_epochs"]
+        work = recipe["epochs"] - low + low * (recipe["low_res"] / 28) ** 2
+        epochs = f"{recipe['epochs']}" + (f" ({low} at {recipe['low_res']}x{recipe['low_res']})" if low else "")
+        rows.append(
+            f"| {path.stem} | `{recipe['model']}` | {r['config']['parameters']:,} | {epochs} | {work:.1f} "
+            f"| {recipe['batch_size']} | {recipe['lr']:g} | {recipe['label_smoothing']:g} "
+            f"| {r['final_val_accuracy']:.2%} |"
+        )
+    return "\n".join(rows)
+
+
 def validation_table(files: list[Path]) -> str:
     """The validation records, with each model's size and the commit that ran: a recipe's name may
     have stood for another design then (the zoo's swept rows replaced hand-made ones)."""
@@ -379,6 +401,9 @@ def main(check: bool = False) -> None:
             "speed": speed_table(speed),
             "decisions": decision_table(speed),
             "peak": peak_table(load(sorted(folder.glob("peak-*.json")))),
+            "tries": tries_table(
+                [folder / "validation" / "fast.json", *sorted(folder.glob("validation/speed-*.json"))]
+            ),
             "engine": engine_table(engine),
         },
         "docs/serve.md": {
