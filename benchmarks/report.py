@@ -194,10 +194,10 @@ def decision_table(results: list[dict]) -> str:
 
 
 def tries_table(files: list[Path]) -> str:
-    """The validation runs that shaped the `fast` recipe (the earlier `fast` first), with each
-    run's training work in full-resolution epochs: an epoch at side s costs about (s/28)^2 of one."""
+    """The validation runs that shaped the `fast` recipe (the earlier `fast` first), with the pixels
+    each trained on, in 28x28 epochs: an epoch at side s is (s/28)^2 of one."""
     rows = [
-        "| run | model | parameters | epochs (first at low resolution) | work, 28x28 epochs | batch | peak lr "
+        "| run | model | parameters | epochs (first at low resolution) | pixels, in 28x28 epochs | batch | peak lr "
         "| label smoothing | final validation accuracy |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
