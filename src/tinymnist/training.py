@@ -247,7 +247,7 @@ def train(
         torch.manual_seed(epoch_seed(seed, epoch))  # dropout (and augmentation in the graph engine)
         generator = torch.Generator(device).manual_seed(epoch_seed(seed, epoch))  # order, augmentation
         lr = runner.lr
-        runner.side = recipe.low_res if epoch <= recipe.low_res_epochs else 28
+        runner.side = recipe.low_res if epoch <= recipe.low_res_epochs and epoch < recipe.epochs else 28
         start = time.perf_counter()
         train_loss, train_acc = runner.epoch(generator)
         seconds = time.perf_counter() - start - runner.capture_seconds
