@@ -182,13 +182,17 @@ def peak_table(results: list[dict]) -> str:
 
 def decision_table(results: list[dict]) -> str:
     """The setting each speed run trained in, as `tinymnist.precision` decided it on that machine."""
-    rows = ["| recipe | seed | setting | why | machine |", "|---|---:|---|---|---|"]
+    rows = ["| recipe | seed | setting | why | machine | load average (1 min) before → after the benchmark |"]
+    rows.append("|---|---:|---|---|---|---|")
     for r in results:
+        before, after = r.get("load_average_before"), r.get("load_average_after")
+        load = f"{before[0]:.1f} → {after[0]:.1f}" if before and after else "not recorded"
         for x in r["runs"]:
             p = x.get("precision") or {"reason": "not recorded (a run before the decision was recorded)"}
             setting = setting_words(p) if "channels_last" in p else {True: "bf16", False: "float32"}.get(p.get("bf16"))
             rows.append(
-                f"| `{r['recipe']}` | {x['seed']} | {setting or '—'} | {p['reason']} | {machine_line(r['machine'])} |"
+                f"| `{r['recipe']}` | {x['seed']} | {setting or '—'} | {p['reason']} | {machine_line(r['machine'])} "
+                f"| {load} |"
             )
     return "\n".join(rows)
 
