@@ -34,7 +34,8 @@ from tinymnist.errors import TinyMnistError
 
 CHOICES = ("auto", "bf16", "fp32")
 FORMATS = ("auto", "channels_last", "contiguous")
-WARMUP, ROUNDS, STEPS_PER_ROUND = 2, 5, 3  # per setting: 15 timed steps, interleaved over 5 rounds
+WARMUP, ROUNDS, STEPS_PER_ROUND = 2, 5, 3  # per setting: up to 15 timed steps, interleaved over 5 rounds
+DROP = 1.5  # after a round, a setting this many times slower than the fastest so far is timed no more
 
 # torch's own probes of the CPU features its kernels dispatch on (private, hence looked up by name).
 _CPU_PROBES = {
@@ -90,7 +91,9 @@ def candidates(device: torch.device) -> list[dict]:
 def measure(model_name: str, batch_size: int, device: torch.device, settings: list[dict]) -> list[float | None]:
     """Seconds per training step (forward, loss, backward, SGD step on a random batch) of each setting;
     None for a setting that fails. Settings take turns in rounds and each keeps its fastest round, so
-    that a burst of other work on a shared machine hurts one round, not one setting."""
+    that a burst of other work on a shared machine hurts one round, not one setting; a setting far
+    behind the fastest after a round is not timed again (on a busy machine a slow setting's steps
+    would otherwise cost most of the measurement)."""
     from tinymnist import models  # models imports nothing from here, but keep import cost off --help
 
     threads = torch.get_num_threads()
@@ -124,8 +127,11 @@ def measure(model_name: str, batch_size: int, device: torch.device, settings: li
     works = [steps(run, WARMUP) is not None for run in runs]
     rounds: list[list[float]] = [[] for _ in runs]
     for _ in range(ROUNDS):
+        fastest = min((min(r) for r in rounds if r), default=float("inf"))
         for i, run in enumerate(runs):
-            t = steps(run, STEPS_PER_ROUND) if works[i] else None
+            if not works[i] or (rounds[i] and min(rounds[i]) > DROP * fastest):
+                continue
+            t = steps(run, STEPS_PER_ROUND)
             works[i] = t is not None
             rounds[i] += [t] if t is not None else []
     return [min(r) if ok else None for r, ok in zip(rounds, works, strict=True)]
