@@ -23,12 +23,10 @@ from tinymnist.recipes import get
 from tinymnist.training import pick_device
 
 
-def measure(way: str, recipe, mnist: data.MNIST, bf16: bool, steps: int) -> dict:
+def measure(way: str, recipe, mnist: data.MNIST, setting: dict, steps: int) -> dict:
     torch.manual_seed(0)
-    model = models.create(recipe.model).to(mnist.train_images.device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    engine = GraphEngine(model, recipe, mnist, bf16)
+    model = precision.apply(models.create(recipe.model).to(mnist.train_images.device), setting)
+    engine = GraphEngine(model, recipe, mnist, setting)
     engine.order.copy_(
         torch.randperm(engine.steps * recipe.batch_size, device=engine.order.device).view_as(engine.order)
     )
@@ -65,11 +63,12 @@ def main() -> None:
     device = pick_device(args.device)
     recipe = get(args.recipe)
     mnist = data.load(args.data_dir).to(device)
-    bf16 = precision.choose(recipe.bf16, "auto", device)["bf16"]
+    setting = precision.choose(recipe.bf16, "auto", device, recipe.model, recipe.batch_size)
+    bf16 = setting["bf16"]
     rows = []
     for way in ("graph", "compile"):
         try:
-            rows.append(measure(way, recipe, mnist, bf16, args.steps))
+            rows.append(measure(way, recipe, mnist, setting, args.steps))
         except Exception as e:  # a failure to compile is itself the finding
             rows.append({"way": way, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
         print(rows[-1], flush=True)

@@ -35,13 +35,12 @@ def main() -> None:
     mnist = data.load(args.data_dir, dataset=args.dataset).to(device)
     n = args.steps * recipe.batch_size
     mnist = replace(mnist, train_images=mnist.train_images[:n], train_labels=mnist.train_labels[:n])
-    model = models.create(recipe.model).to(device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    bf16 = precision.choose(recipe.bf16, "auto", device)["bf16"]
+    setting = precision.choose(recipe.bf16, "auto", device, recipe.model, recipe.batch_size)
+    bf16 = setting["bf16"]
+    model = precision.apply(models.create(recipe.model).to(device), setting)
     engine = engines.choose_engine(args.engine, device)
     two_epochs = override(recipe, epochs=2)
-    runner, fallback = engines.create(engine, model, two_epochs, mnist, bf16)
+    runner, fallback = engines.create(engine, model, two_epochs, mnist, setting)
     engine = f"{runner.name} ({fallback})" if fallback else runner.name
     generator = torch.Generator(device).manual_seed(0)
     runner.epoch(generator)  # warm-up
@@ -52,7 +51,8 @@ def main() -> None:
     m = results.machine(device)
     header = (
         f"{args.recipe} ({recipe.model}), {args.steps} training steps of batch {recipe.batch_size} on {args.dataset}, "
-        f"{engine} engine, {'bf16 autocast' if bf16 else 'float32'}; "
+        f"{engine} engine, {'bf16 autocast' if bf16 else 'float32'}, "
+        f"{'channels_last' if setting['channels_last'] else 'contiguous'}; "
         f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']}\n"
         f"command: python benchmarks/profile_steps.py {' '.join(sys.argv[1:])}\n\n"
     )

@@ -149,6 +149,76 @@ def engine_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def setting_words(s: dict) -> str:
+    """A measured setting in words: precision, memory format, threads."""
+    fmt = "channels_last" if s["channels_last"] else "contiguous"
+    return f"{'bf16' if s['bf16'] else 'float32'}, {fmt}, {s['threads']} thread{'s' * (s['threads'] > 1)}"
+
+
+def peak_table(results: list[dict]) -> str:
+    """Each model's achieved training GFLOP/s against the machine's matmul peak (benchmarks/peak.py)."""
+    rows = [
+        "| recipe | model | batch | MACs per image | fastest setting (measured) | training images/s | GFLOP/s "
+        "| of the matmul peak | float32 contiguous: images/s, GFLOP/s |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        peak = r["matmul_gflops"]
+        for x in r["models"]:
+            limit = peak["bfloat16" if x["best_setting"]["bf16"] else "float32"]
+            rows.append(
+                f"| `{x['recipe']}` | `{x['model']}` | {x['batch_size']} | {x['macs_per_image']:,} "
+                f"| {setting_words(x['best_setting'])} | {x['images_per_second']:.0f} | {x['gflops']:.1f} "
+                f"| {x['gflops'] / limit:.0%} | {x['float32_contiguous_images_per_second']:.0f}, "
+                f"{x['float32_contiguous_gflops']:.1f} |"
+            )
+        load = f"load average {r['load_average_before'][0]:.1f} before, {r['load_average_after'][0]:.1f} after"
+        rows.append(
+            f"\nMatmul peak ({r['matmul_side']}x{r['matmul_side']}): float32 {peak['float32']:.0f} GFLOP/s, "
+            f"bfloat16 {peak['bfloat16']:.0f} GFLOP/s. {machine_line(r['machine'])}; {load}; `{r['command']}`"
+        )
+    return "\n".join(rows)
+
+
+def decision_table(results: list[dict]) -> str:
+    """The setting each speed run trained in, as `tinymnist.precision` decided it on that machine."""
+    rows = ["| recipe | seed | setting | why | machine | load average (1 min) before → after the benchmark |"]
+    rows.append("|---|---:|---|---|---|---|")
+    for r in results:
+        before, after = r.get("load_average_before"), r.get("load_average_after")
+        load = f"{before[0]:.1f} → {after[0]:.1f}" if before and after else "not recorded"
+        for x in r["runs"]:
+            p = x.get("precision") or {"reason": "not recorded (a run before the decision was recorded)"}
+            setting = setting_words(p) if "channels_last" in p else {True: "bf16", False: "float32"}.get(p.get("bf16"))
+            rows.append(
+                f"| `{r['recipe']}` | {x['seed']} | {setting or '—'} | {p['reason']} | {machine_line(r['machine'])} "
+                f"| {load} |"
+            )
+    return "\n".join(rows)
+
+
+def tries_table(files: list[Path]) -> str:
+    """The validation runs that shaped the `fast` recipe (the earlier `fast` first), with the pixels
+    each trained on, in 28x28 epochs: an epoch at side s is (s/28)^2 of one."""
+    rows = [
+        "| run | model | parameters | epochs (first at low resolution) | pixels, in 28x28 epochs | batch | peak lr "
+        "| label smoothing | final validation accuracy |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for path in files:
+        r = json.loads(path.read_text())
+        recipe = {"low_res": 28, "low_res_epochs": 0} | r["config"]["recipe"]
+        low = recipe["low_res_epochs"]
+        work = recipe["epochs"] - low + low * (recipe["low_res"] / 28) ** 2
+        epochs = f"{recipe['epochs']}" + (f" ({low} at {recipe['low_res']}x{recipe['low_res']})" if low else "")
+        rows.append(
+            f"| {path.stem} | `{recipe['model']}` | {r['config']['parameters']:,} | {epochs} | {work:.1f} "
+            f"| {recipe['batch_size']} | {recipe['lr']:g} | {recipe['label_smoothing']:g} "
+            f"| {r['final_val_accuracy']:.2%} |"
+        )
+    return "\n".join(rows)
+
+
 def validation_table(files: list[Path]) -> str:
     """The validation records, with each model's size and the commit that ran: a recipe's name may
     have stood for another design then (the zoo's swept rows replaced hand-made ones)."""
@@ -404,7 +474,15 @@ def main(check: bool = False) -> None:
             "claims": claims_table(claims.CLAIMS, found),
             "validation": validation_table(sorted((folder / "validation").glob("*.json"))),
         },
-        "docs/speed.md": {"speed": speed_table(speed), "engine": engine_table(engine)},
+        "docs/speed.md": {
+            "speed": speed_table(speed),
+            "decisions": decision_table(speed),
+            "peak": peak_table(load(sorted(folder.glob("peak-*.json")))),
+            "tries": tries_table(
+                [folder / "validation" / "fast.json", *sorted(folder.glob("validation/speed-*.json"))]
+            ),
+            "engine": engine_table(engine),
+        },
         "docs/serve.md": {
             "serve": serve_table(folder / "serve_load.json"),
             "serve-attack": serve_attack_table(folder / "serve_attack.json"),

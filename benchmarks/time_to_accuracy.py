@@ -98,6 +98,7 @@ def main() -> None:
     device = pick_device(args.device)
     recipe = override(get(args.recipe), epochs=args.epochs)
     mnist = data.load(args.data_dir, dataset=args.dataset).to(device)
+    load_before = os.getloadavg()  # other work on the machine, before and after
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -137,6 +138,7 @@ def main() -> None:
         "parameters": models.count_parameters(models.create(recipe.model)),
         "command": " ".join(["python", "benchmarks/time_to_accuracy.py", *sys.argv[1:]]),
         "machine": results.machine(device),
+        "load_average_before": load_before,
         "load_average": os.getloadavg(),
         "runs": runs,
         "median": median,
@@ -156,6 +158,7 @@ def main() -> None:
             "images_per_second": median["images_per_second"] / b["images_per_second"],
             "seed_network_images_per_second": report["seed_network_images_per_second"] / b["images_per_second"],
         }
+    report["load_average_after"] = os.getloadavg()  # "load_average": after the recipe's seeds
     out = Path(args.out) / data.subfolder(args.dataset) / f"speed-{args.recipe}-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     results.write(out, report)

@@ -1,13 +1,9 @@
 """Complete the recipes recorded in results files written before a Recipe field existed.
 
 Recorded recipes are read whole (`recipes.from_dict` refuses a missing field rather than fill in
-today's default), so files written before a field was added need that field, with the value the
-code of the time used. Two fields were added after results were recorded:
-
-- `nesterov` (commit 8c66256): before it, SGD always used Nesterov momentum, so `true`;
-- `bf16` (commit 63eaea4): before it, the forward pass always ran in float32, so `false`.
-
-This script adds exactly those values where the field is absent and lists what it added under
+today's default), except for the fields in `recipes.PAST`, added after results were recorded, which
+it reads as the value the code of the time used. This script writes those values into the files,
+so that each file says them itself: it adds exactly those values where the field is absent and lists what it added under
 `"migrated"` in the file; a file with nothing missing is left untouched, so rerunning changes nothing.
 
     python scripts/migrate_results.py [results]
@@ -18,11 +14,8 @@ import json
 from pathlib import Path
 
 from tinymnist.checkpoint import save_json
+from tinymnist.recipes import PAST
 
-ADDED = {  # field: (value every run before it had, where that is seen)
-    "nesterov": (True, "added in 8c66256; until then SGD was always Nesterov (nesterov=True)"),
-    "bf16": (False, "added in 63eaea4; until then the forward pass was always float32"),
-}
 RECIPE_KEYS = ("recipe", "recipe_fields", "seed_network_recipe")  # where results files record a recipe
 
 
@@ -38,7 +31,7 @@ def migrate(path: Path) -> list[str]:
     value = json.loads(path.read_text())
     added = []
     for table in recorded_recipes(value):
-        for field, (default, why) in ADDED.items():
+        for field, (default, why) in PAST.items():
             if field not in table:
                 table[field] = default
                 added.append(field)

@@ -103,3 +103,13 @@ def fast_tests_do_not_train(request, monkeypatch):
         real_popen(self, args, *rest, **kwargs)
 
     monkeypatch.setattr(subprocess.Popen, "__init__", popen)
+
+
+@pytest.fixture(autouse=True)
+def no_timing(monkeypatch):
+    """Training in a test does not time the candidate settings (seconds each): fake timings pick
+    float32, channels_last, all threads. tests/test_precision.py times for real where it means to."""
+    from helpers import fake_timings
+    from tinymnist import precision
+
+    monkeypatch.setattr(precision, "measure", fake_timings())

@@ -5,6 +5,7 @@
 trains on the first N training and M test images ("all": every one). With PAUSE_AT_EPOCH=K:FILE in
 its environment the process writes FILE when its K-th training epoch starts and waits there for a
 signal, so that a test stops it at a known point instead of racing the epoch.
+Like every test, it does not time the candidate settings (tests/helpers.fake_timings).
 """
 
 import os
@@ -12,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import subset  # this file's folder is first on sys.path when run as a script
-from tinymnist import cli, data, engines
+from helpers import fake_timings, subset  # this file's folder is first on sys.path when run as a script
+from tinymnist import cli, data, engines, precision
 
 
 def pause_at(epoch: int, ready: Path) -> None:
@@ -41,6 +42,7 @@ if __name__ == "__main__":
     train_images, test_images = first(sys.argv[1]), first(sys.argv[2])
     full = data.load
     data.load = lambda *args, **kwargs: subset(full(*args, **kwargs), train_images, test_images)
+    precision.measure = fake_timings()  # as in every test (conftest.no_timing)
     if "PAUSE_AT_EPOCH" in os.environ:
         epoch, ready = os.environ["PAUSE_AT_EPOCH"].split(":", 1)
         pause_at(int(epoch), Path(ready))

@@ -194,6 +194,7 @@ def train(
     download: bool = True,
     device: str = "auto",
     precision: str = "auto",
+    memory_format: str = "auto",
     engine: str = "auto",
     verbose: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
@@ -204,8 +205,9 @@ def train(
 
     With `val=N`, N training images are held out and evaluated instead of the test set (for choosing
     recipes). `mnist` trains on a dataset already loaded (e.g. a subset) instead of loading `dataset`
-    ("mnist" or "fashion-mnist") from `data_dir`. `precision` ("auto", "bf16", "fp32") and `engine`
-    ("auto", "eager", "graph") are as in `tinymnist train --help`. Quiet unless `verbose`: then one
+    ("mnist" or "fashion-mnist") from `data_dir`. `precision` ("auto", "bf16", "fp32"), `memory_format`
+    ("auto", "channels_last", "contiguous") and `engine` ("auto", "eager", "graph") are as in
+    `tinymnist train --help`. Quiet unless `verbose`: then one
     line per epoch and the seed's verdict.
 
     `on_epoch(metrics)` is called after each epoch is saved, with that epoch's record (a copy of its
@@ -236,6 +238,7 @@ def train(
         progress=None if verbose else False,
         log=log,
         precision_request=precision,
+        memory_format=memory_format,
         engine=engine,
         on_epoch=on_epoch,
     )

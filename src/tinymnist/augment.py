@@ -14,13 +14,17 @@ def random_affine(
     translate: float,
     scale: float,
     generator: torch.Generator | None = None,
+    side: int | None = None,
 ) -> torch.Tensor:
     """Rotate by up to +-`degrees`, shift by up to +-`translate` of the image size, and zoom
     by a factor in [1 - scale, 1 + scale]; images are float (N, 1, H, W) with 0 as background.
+    With `side`, the result is resampled to side x side in the same pass (progressive resizing).
     """
+    n, c, h, w = images.shape
+    side_by_side = [n, c, side or h, side or w]
     if degrees == translate == scale == 0:
-        return images
-    n = images.shape[0]
+        same = side_by_side == list(images.shape)
+        return images if same else F.interpolate(images, side_by_side[2:], mode="area")
 
     def uniform(limit: float) -> torch.Tensor:
         u = torch.rand(n, generator=generator, device=images.device)
@@ -33,5 +37,5 @@ def random_affine(
     shift = torch.stack([uniform(2 * translate), uniform(2 * translate)], dim=1)
     theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
     theta = torch.cat([theta, shift.unsqueeze(2)], dim=2)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = F.affine_grid(theta, side_by_side, align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

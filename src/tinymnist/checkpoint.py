@@ -17,6 +17,7 @@ from torch import nn
 
 from tinymnist import models
 from tinymnist.errors import TinyMnistError
+from tinymnist.recipes import RETIRED
 
 FINAL, LAST = "model.pt", "last.pt"
 RESUMABLE = ("optimizer", "scheduler", "history")  # what last.pt holds beyond the weights
@@ -151,7 +152,8 @@ def restore(path: Path, recipe: dict, model: nn.Module, engine) -> dict:
     if not set(RESUMABLE) <= state.keys() or not isinstance(state["history"], list):
         raise CheckpointError(f"{path}: not a {LAST} (no optimizer, schedule and history in it; a copied {FINAL}?)")
     saved = state["recipe"] if isinstance(state.get("recipe"), dict) else {}
-    changed = [k for k, v in saved.items() if recipe.get(k) != v]  # a field newer than the file is no change
+    # a field newer than the file is no change, nor is a retired one (recipes.RETIRED)
+    changed = [k for k, v in saved.items() if k not in RETIRED and recipe.get(k) != v]
     if not saved or changed:
         raise CheckpointError(
             f"{path}: saved by a run of another recipe than this run folder's config.json "

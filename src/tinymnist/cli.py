@@ -81,7 +81,16 @@ def check_options(args: argparse.Namespace, **rules: recipes.Rule) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     fields = recipe_changes(args, model=args.model, batch_size=args.batch_size, lr=args.lr)
     if args.resume:
-        if fields or args.recipe or args.out or args.val or args.seed is not None or args.precision or args.engine:
+        if (
+            fields
+            or args.recipe
+            or args.out
+            or args.val
+            or args.seed is not None
+            or args.precision
+            or args.engine
+            or args.memory_format
+        ):
             raise TinyMnistError("--resume continues a run with its own settings; drop the other training options")
         with continue_hint(args, Path(args.resume)):  # without a completed epoch: started again
             resume(args)
@@ -103,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             download=not args.no_download,
             device=args.device,
             precision=args.precision or "auto",
+            memory_format=args.memory_format or "auto",
             engine=args.engine or "auto",
             verbose=True,
             **fields,
@@ -373,8 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<model>-<timestamp>)")
     p.add_argument(
         "--precision",
-        help="auto (default): bf16 autocast where the recipe asks for it and the chip runs bf16 natively "
-        "(CUDA >= 8.0, a CPU with AMX or AVX512-BF16), else float32; bf16 or fp32 force one",
+        help="auto (default): bf16 autocast where the recipe allows it and it measures faster on this machine "
+        "(CUDA: compute capability >= 8.0), else float32; bf16 or fp32 force one",
+    )
+    p.add_argument(
+        "--memory-format",
+        help="auto (default): whichever measures faster on this machine (CUDA: channels_last); "
+        "channels_last or contiguous force one",
     )
     p.add_argument(
         "--engine",

@@ -164,9 +164,13 @@ def subfolder(dataset: str) -> str:
     return "" if dataset == DEFAULT else dataset
 
 
+def cache_root() -> Path:
+    """tinymnist's folder in the user cache (honouring XDG_CACHE_HOME)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinymnist"
+
+
 def cache_dir(dataset: str = DEFAULT) -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "tinymnist" / dataset
+    return cache_root() / dataset
 
 
 def _file_in(folder: Path, name: str) -> Path | None:

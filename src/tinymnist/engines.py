@@ -47,6 +47,7 @@ class Engine(Protocol):
 
     name: str  # "eager" or "graph", as recorded in the run's config
     capture_seconds: float  # the one-time capture, outside the timed epochs (0 once reported)
+    side: int  # the side of this epoch's training images (progressive resizing; 28 by default)
 
     @property
     def lr(self) -> float: ...  # the learning rate of the next step
@@ -68,20 +69,21 @@ def choose_engine(requested: str, device: torch.device) -> str:
 
 
 def create(
-    kind: str, model: nn.Module, recipe: Recipe, data: MNIST, bf16: bool, heartbeat: Callable | None = None,
+    kind: str, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, heartbeat: Callable | None = None,
     progress: bool = False, resuming: bool = False, log: Callable[[str], None] = print,
 ) -> tuple[Engine, str]:  # fmt: skip
     """The engine `kind` ("eager" or "graph", from `choose_engine`), ready to train; a graph engine is
-    captured here, on CUDA. Returns it and why it is not the one asked for ("" when it is)."""
+    captured here, on CUDA, from `setting` (`precision.choose`'s: bf16, channels_last). Returns it and
+    why it is not the one asked for ("" when it is)."""
 
     def eager() -> EagerEngine:
-        engine = EagerEngine(model, recipe, data, bf16, heartbeat)
+        engine = EagerEngine(model, recipe, data, setting, heartbeat)
         engine.progress = progress
         return engine
 
     if kind == "eager":
         return eager(), ""
-    graph = GraphEngine(model, recipe, data, bf16)
+    graph = GraphEngine(model, recipe, data, setting)
     try:
         graph.capture()
         return graph, ""
@@ -98,8 +100,12 @@ class EagerEngine:
 
     name = "eager"
 
-    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, bf16: bool, heartbeat: Callable | None) -> None:
-        self.model, self.recipe, self.data, self.bf16, self.heartbeat = model, recipe, data, bf16, heartbeat
+    def __init__(
+        self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, heartbeat: Callable | None
+    ) -> None:
+        self.model, self.recipe, self.data, self.heartbeat = model, recipe, data, heartbeat
+        self.bf16, self.channels_last = setting["bf16"], setting["channels_last"]
+        self.side = 28  # the side of this epoch's training images (progressive resizing)
         self.steps = len(data.train_labels) // recipe.batch_size  # the last partial batch is dropped
         self.opt, self.sched = make_optimizer(model.parameters(), recipe, recipe.epochs * self.steps)
         self.capture_seconds = 0.0
@@ -120,8 +126,9 @@ class EagerEngine:
         for i in tqdm(range(self.steps), disable=not self.progress, leave=False, unit="batch"):
             idx = order[i * bs : (i + 1) * bs]
             x = data.train_images[idx].unsqueeze(1).float().div_(255)
-            x = normalize(random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator), data.dataset)
-            if recipe.channels_last:
+            x = random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator, self.side)
+            x = normalize(x, data.dataset)
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.train_labels[idx]
             logits = forward(model, x, self.bf16)
@@ -153,8 +160,10 @@ class GraphEngine:
 
     name = "graph"
 
-    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, bf16: bool) -> None:
-        self.model, self.recipe, self.data, self.bf16 = model, recipe, data, bf16
+    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict) -> None:
+        self.model, self.recipe, self.data = model, recipe, data
+        self.bf16, self.channels_last = setting["bf16"], setting["channels_last"]
+        self.side = self.captured_side = 28  # the side of this epoch's training images (progressive resizing)
         device = data.train_images.device
         self.steps = len(data.train_labels) // recipe.batch_size  # the last partial batch is dropped
         self.lrs = lr_table(recipe, recipe.epochs * self.steps, device)
@@ -172,8 +181,8 @@ class GraphEngine:
         r, d = self.recipe, self.data
         idx = self.order.index_select(0, self.i).squeeze(0)
         x = d.train_images[idx].unsqueeze(1).float().div_(255)
-        x = normalize(random_affine(x, r.degrees, r.translate, r.scale), d.dataset)
-        if r.channels_last:
+        x = normalize(random_affine(x, r.degrees, r.translate, r.scale, side=self.side), d.dataset)
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = d.train_labels[idx]
         logits = forward(self.model, x, self.bf16)
@@ -223,8 +232,8 @@ class GraphEngine:
             torch.cuda.synchronize()
         finally:
             restore()
-        self.graph = graph
-        self.capture_seconds = time.perf_counter() - start
+        self.graph, self.captured_side = graph, self.side
+        self.capture_seconds += time.perf_counter() - start
 
     @property
     def lr(self) -> float:
@@ -240,6 +249,8 @@ class GraphEngine:
         self.loss_sum.zero_()
         self.correct.zero_()
         self.model.train()
+        if self.graph is not None and self.captured_side != self.side:  # a graph replays the shapes it captured
+            self.capture()
         for _ in range(self.steps):
             if self.graph is not None:
                 self.graph.replay()

@@ -19,12 +19,12 @@ def save(fig: Figure, path: Path) -> None:
 
 def training_curves(history: list[dict], split: str, path: Path) -> None:
     """Loss and accuracy per epoch, train and `split` ("test" or "val"), from a run's metrics."""
-    epochs = [r["epoch"] for r in history]
     fig = Figure(figsize=(10, 4))
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
         for part in ("train", split):
-            values = [r[f"{part}_{metric}"] * (100 if metric == "accuracy" else 1) for r in history]
-            ax.plot(epochs, values, marker="o", label=part)
+            shown = [r for r in history if f"{part}_{metric}" in r]  # a recipe may skip evaluations
+            values = [r[f"{part}_{metric}"] * (100 if metric == "accuracy" else 1) for r in shown]
+            ax.plot([r["epoch"] for r in shown], values, marker="o", label=part)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{metric} (%)" if metric == "accuracy" else metric)
         ax.set_title(metric)
@@ -32,7 +32,10 @@ def training_curves(history: list[dict], split: str, path: Path) -> None:
         ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)
     final = history[-1]
-    fig.suptitle(f"epoch {final['epoch']}: {split} accuracy {final[f'{split}_accuracy']:.2%}")
+    evaluated = (
+        f"{split} accuracy {final[f'{split}_accuracy']:.2%}" if f"{split}_accuracy" in final else "not evaluated"
+    )
+    fig.suptitle(f"epoch {final['epoch']}: {evaluated}")
     save(fig, path)
 
 

@@ -55,7 +55,7 @@ def train_seed(
         log=lambda line: print(f"[seed {seed}] {line}", flush=True),
     )
     history = final["history"]
-    best = max(history, key=lambda r: r["test_accuracy"])
+    best = max((r for r in history if "test_accuracy" in r), key=lambda r: r["test_accuracy"])
     return {
         "seed": seed,
         "parameters": final["parameters"],

@@ -22,16 +22,8 @@ from tinymnist.recipes import Recipe, tomllib
 
 def machine(device: torch.device | str = "cpu") -> dict:
     """The machine a measurement ran on, in words and numbers."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     info = {
-        "cpu": cpu,
+        "cpu": precision.cpu_model(),
         "cores": os.cpu_count(),
         "cpu_features": precision.cpu_features(),
         "torch_threads": torch.get_num_threads(),

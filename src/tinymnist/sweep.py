@@ -300,7 +300,8 @@ def objective(trial: optuna.Trial, mnist: data.MNIST, folder: Path) -> float:
         raise optuna.TrialPruned(reason)
 
     def report(record: dict) -> None:
-        trial.report(record["val_accuracy"], record["epoch"])
+        if "val_accuracy" in record:  # a recipe may skip evaluations (eval_every)
+            trial.report(record["val_accuracy"], record["epoch"])
         if judged(record["epoch"], recipe.epochs) and trial.should_prune():
             raise optuna.TrialPruned(f"epoch {record['epoch']}")
 
