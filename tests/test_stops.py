@@ -146,7 +146,7 @@ def test_a_real_full_disk(small_disk, tmp_path, mnist_dir, trained_checkpoint):
     assert evaluate.returncode == 2 and "no space left on device" in evaluate.stderr, evaluate.stderr
     old = small_disk / "old.torchscript.pt"
     old.write_text("the user's file")
-    export = tinymnist("export", str(trained_checkpoint), "--format", "torchscript", "--out", str(old))
+    export = tinymnist("export", str(trained_checkpoint), "--format", "torchscript", "--out", str(old), "--overwrite")
     assert export.returncode == 2 and f"{old}: cannot write it: no space left on device" in export.stderr
     assert old.read_text() == "the user's file"
 
