@@ -150,7 +150,7 @@ def cache_file(device: torch.device, model: str, batch_size: int) -> tuple[Path,
         "torch": torch.__version__,
         "model": model,
         "batch_size": batch_size,
-        "threads": torch.get_num_threads(),
+        "threads": THREADS,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root() / "decisions" / f"{digest}.json", key
