@@ -7,7 +7,7 @@ while keeping EMA copies of the weights (and of the batch-norm statistics) at se
 updated after every optimizer step. At the end the trained model and each copy are evaluated on
 the same held-out images: the comparison is paired (same run, same seed), so seed-to-seed noise,
 larger than the effect sought, cancels. Nothing here touches the test set. Writes
-results/validation/ema-<recipe>.json with the machine, command and commit.
+results/probes/ema-<recipe>.json with the machine, command and commit.
 """
 
 import argparse
@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--recipe", default="fast")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--data-dir")
-    p.add_argument("--out", default="results/validation")
+    p.add_argument("--out", default="results/probes")
     args = p.parse_args()
     mnist = data.validation_split(data.load(args.data_dir), VAL)
     rows = []

@@ -202,8 +202,8 @@ def tries_table(files: list[Path]) -> str:
     each trained on, in 28x28 epochs: an epoch at side s is (s/28)^2 of one."""
     rows = [
         "| run | model | parameters | epochs (first at low resolution) | pixels, in 28x28 epochs | batch | peak lr "
-        "| label smoothing | final validation accuracy |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| label smoothing | augmentation: degrees, shift, zoom | final validation accuracy |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|---:|",
     ]
     for path in files:
         r = json.loads(path.read_text())
@@ -214,8 +214,24 @@ def tries_table(files: list[Path]) -> str:
         rows.append(
             f"| {path.stem} | `{recipe['model']}` | {r['config']['parameters']:,} | {epochs} | {work:.1f} "
             f"| {recipe['batch_size']} | {recipe['lr']:g} | {recipe['label_smoothing']:g} "
-            f"| {r['final_val_accuracy']:.2%} |"
+            f"| {recipe['degrees']:g}, {recipe['translate']:g}, {recipe['scale']:g} | {r['final_val_accuracy']:.2%} |"
         )
+    return "\n".join(rows)
+
+
+def ema_table(files: list[Path]) -> str:
+    """The paired EMA probes (benchmarks/ema_probe.py): per seed, the trained weights' final validation
+    accuracy beside each moving average's, from the same run."""
+    rows = []
+    for path in files:
+        r = json.loads(path.read_text())
+        kinds = list(r["mean"])
+        if not rows:
+            rows += ["| recipe | seed | " + " | ".join(kinds) + " |", "|---|---|" + "---:|" * len(kinds)]
+        for run in r["runs"]:
+            rows.append(f"| `{r['recipe']}` | {run['seed']} | " + " | ".join(f"{run[k]:.2%}" for k in kinds) + " |")
+        rows.append(f"| `{r['recipe']}` | mean | " + " | ".join(f"**{r['mean'][k]:.2%}**" for k in kinds) + " |")
+        rows.append(f"\n{machine_line(r['machine'])}; `{r['command']}`")
     return "\n".join(rows)
 
 
@@ -482,6 +498,7 @@ def main(check: bool = False) -> None:
                 [folder / "validation" / "fast.json", *sorted(folder.glob("validation/speed-*.json"))]
             ),
             "engine": engine_table(engine),
+            "ema": ema_table(sorted((folder / "probes").glob("ema-*.json"))),
         },
         "docs/serve.md": {
             "serve": serve_table(folder / "serve_load.json"),
