@@ -183,7 +183,7 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], Goal]] = {
     "tiny8k": (partial(TinyNet, (9, 6, 13, 14)), Goal(8_000, 0.9950, TARGET)),
     # found by `tinymnist sweep` (results/sweeps/tiny4k/): 99.32% validation in 18 epochs, against
     # 98.90% for the hand-made tinynet-6-6-8-12 (3,780 parameters) it replaced
-    "tiny4k": (partial(TinyNet, (8, 4, 9, 11)), Goal(4_000, TARGET)),
+    "tiny4k": (partial(TinyNet, (8, 4, 9, 11)), Goal(4_000, 0.9945)),
     "tiny3k": (partial(SeparableNet, (8, 16, 20, 24, 32)), Goal(3_000, 0.9900)),
     # found by `tinymnist sweep` (results/sweeps/tiny1k5/): the best of 19 designs under 1,500
     "tiny1k5": (partial(SeparableNet, (6, 12, 11, 16, 19)), Goal(1_499, 0.9900)),
@@ -191,9 +191,10 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], Goal]] = {
 MODELS.update({name: build for name, (build, _) in ZOO.items()})
 # Each recipe's goal: the zoo's, and the seed network's. The seed document claims 99.40% for its
 # own recipe (`notebook`), taken as a promise for every run; `seed` is its network, trained better.
+# The zoo's and the seed's goals are the frontier's (issue 22): above every public claim we know of.
 GOALS: dict[str, Goal] = {
     "notebook": Goal(20_000, TARGET, TARGET),
-    "seed": Goal(20_000, 0.9950, TARGET),
+    "seed": Goal(20_000, 0.9955, 0.9945),
     **{name: goal for name, (_, goal) in ZOO.items()},
 }
 
