@@ -11,6 +11,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -290,7 +291,7 @@ def sweep_parser() -> argparse.ArgumentParser:
 
 def test_heartbeat_grace_and_retries_are_set_from_the_command_line(tmp_path, monkeypatch, capsys):
     given = []
-    monkeypatch.setattr(sweep, "run", lambda *args: given.append(args[-1]) or {"best": []})
+    monkeypatch.setattr(sweep, "run", lambda *args, **kwargs: given.append(args[-1]) or {"best": []})
     monkeypatch.setattr(sweep, "table", lambda summary: "")
     args = ["sweep", str(tmp_path / "s"), "--trials", "0"]
     assert main([*args, "--heartbeat", "5", "--grace", "30", "--retries", "0"]) == 0
@@ -299,3 +300,81 @@ def test_heartbeat_grace_and_retries_are_set_from_the_command_line(tmp_path, mon
         assert main([*args, *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("tinymnist: error: --heartbeat ") and err.count("\n") == 1
+
+
+def in_process(monkeypatch) -> None:
+    """A sweep's single worker runs in the test's process: leave the test's torch threads alone."""
+    monkeypatch.setattr(sweep.torch, "set_num_threads", lambda n: None)
+
+
+def test_enqueue_trains_a_known_design_first_and_epochs_sets_the_trials_length(tmp_path, capsys, monkeypatch):
+    in_process(monkeypatch)
+    recipe = tmp_path / "mine.json"  # tiny4k's recipe but for these, all within SPACE
+    recipe.write_text(json.dumps({"base": "tiny4k", "model": "tinynet-4-4-7-8", "lr": 0.1, "batch_size": 64}))
+    folder = tmp_path / "s"
+    args = ["sweep", str(folder), "--space", str(write_space(tmp_path)), *TRIAL_ARGS, "--device", "cpu"]
+    assert main([*args, "--trials", "1", "--epochs", "1", "--enqueue", str(recipe)]) == 0
+    assert main([*args, "--trials", "2", "--epochs", "1", "--enqueue", str(recipe)]) == 0  # queued once only
+    study = optuna.load_study(study_name="s", storage=sweep.open_storage(None, folder))
+    first = study.trials[0]
+    assert first.user_attrs["model"] == "tinynet-4-4-7-8" and first.user_attrs["enqueued"] == str(recipe)
+    assert first.params == {"w1": 4, "w3": 7, "lr": 0.1, "batch_size": 64}
+    assert [t.params == first.params for t in study.trials] == [True, False]
+    assert study.user_attrs["space"]["params"]["epochs"] == 1  # the study's space says how long trials train
+    assert all(len(t.intermediate_values) == 1 for t in study.trials)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["trials"][0]["enqueued"] == str(recipe) and "enqueued" not in summary["trials"][1]
+    assert f"[enqueued: {recipe}]" in capsys.readouterr().out
+
+    assert main(["sweep", str(folder), "--trials", "0", "--epochs", "3"]) == 2  # not how this study trains
+    assert "--epochs 3: study 's' trains 1 epochs a trial" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ("tiny4k", "w1=8 is outside the space (searched in {'low': 3, 'high': 5})"),
+        ("tiny3k", "model tiny3k is not a tinynet design"),
+        ('{"base": "tiny4k", "model": "tinynet-4-5-7-8"}', "w2=5 is outside the space (fixed at 4)"),
+        ('{"base": "tiny4k", "model": "tinynet-4-4-7-8", "lr": 0.1, "momentum": 0.5}', "momentum=0.5 is outside"),
+    ],
+)
+def test_a_design_the_space_cannot_train_is_not_enqueued(tmp_path, capsys, recipe, message):
+    if recipe.startswith("{"):
+        (tmp_path / "r.json").write_text(recipe)
+        recipe = str(tmp_path / "r.json")
+    args = ["sweep", str(tmp_path / "s"), "--space", str(write_space(tmp_path)), "--trials", "0"]
+    assert main([*args, "--enqueue", recipe]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tinymnist: error: --enqueue {recipe}: ") and message in err and err.count("\n") == 1
+
+
+def test_at_its_timeout_a_sweep_stops_its_trial_after_the_epoch_and_queues_it_again(tmp_path, capsys, monkeypatch):
+    in_process(monkeypatch)
+    now = [0.0]  # the sweep's clock: an hour passes in the first epoch of its first trial
+    monkeypatch.setattr(
+        sweep, "time", SimpleNamespace(time=lambda: now[0], sleep=time.sleep, perf_counter=time.perf_counter)
+    )
+    real = sweep.train
+
+    def slow(*args, on_epoch, **kwargs):
+        def epoch(record: dict) -> None:
+            now[0] += 3600
+            on_epoch(record)
+
+        return real(*args, on_epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(sweep, "train", slow)
+    folder, space = tmp_path / "s", str(write_space(tmp_path))
+    args = ["sweep", str(folder), "--space", space, *TRIAL_ARGS, "--device", "cpu", "--trials", "2"]
+    assert main([*args, "--timeout", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "trial   0 STOPPED at epoch 1: out of time (--timeout); queued again" in out
+    assert "--timeout 60: stopped at 0 of 2 trials; the same command continues" in out
+    assert len((folder / "trials" / "0000" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never ran
+
+    assert main(args) == 0  # no timeout: the stopped design is trained first, then one more
+    study = optuna.load_study(study_name="s", storage=sweep.open_storage(None, folder))
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].params == study.trials[0].params and study.trials[1].system_attrs["failed_trial"] == 0

@@ -329,7 +329,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         from tinymnist import sweep
     except ModuleNotFoundError as e:
         raise TinyMnistError(f"sweep needs {e.name}, which is not installed: pip install 'tinymnist[sweep]'") from None
-    check_options(args, trials=recipes.Rule(0, 100_000), workers=recipes.Rule(1, 256), train_images=recipes.Rule(1))
+    check_options(
+        args, trials=recipes.Rule(0, 100_000), workers=recipes.Rule(1, 256), train_images=recipes.Rule(1),
+        epochs=recipes.RULES["epochs"], timeout=recipes.Rule(1),
+    )  # fmt: skip
     if args.storage and args.storage.startswith("sqlite") and args.workers > 1:
         raise TinyMnistError(f"--storage {args.storage}: SQLite is unsafe with parallel workers; omit --storage")
     folder = Path(args.folder)
@@ -340,11 +343,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         data.load(args.data_dir, download=not args.no_download, dataset=dataset or data.DEFAULT)
     summary = sweep.run(
         folder, args.space, args.trials, args.workers, args.storage, args.study, args.train_images, args.pruner,
-        args.data_dir, args.device, dataset, heartbeat,
+        args.data_dir, args.device, dataset, heartbeat, epochs=args.epochs, timeout=args.timeout,
+        enqueue=args.enqueue or [],
     )  # fmt: skip
     print(sweep.table(summary))
     if summary["best"]:
         print(f"best design as a recipe: {folder / 'best-recipe.json'}; plots and summary.json in {folder}")
+    if args.timeout:
+        done = summary["states"]["COMPLETE"] + summary["states"]["PRUNED"] - summary["rejected_by_budget"]
+        if done < args.trials:
+            print(f"--timeout {args.timeout}: stopped at {done} of {args.trials} trials; the same command continues")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -526,6 +534,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: the folder's name)")
     p.add_argument("--train-images", type=int, help="train on the first N of the 55,000 images (default: all)")
     p.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="(default: median)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="train every trial N epochs (default: the space's: 5 for the registered)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=int,
+        metavar="SECONDS",
+        help="end after SECONDS: no trial starts later, and one still running stops after its epoch and is "
+        "queued again for the next run (default: none)",
+    )
+    p.add_argument(
+        "--enqueue",
+        action="append",
+        metavar="RECIPE",
+        help="train this recipe's design first: a registered recipe or a recipe file whose model the space's "
+        "family can build; its widths and the fields the space searches (repeatable; never queued twice)",
+    )
     p.add_argument("--heartbeat", type=int, metavar="SECONDS", help="with --storage: workers beat this often (60)")
     p.add_argument("--grace", type=int, metavar="SECONDS", help="with --storage: a trial silent this long fails (120)")
     p.add_argument("--retries", type=int, help="times a killed trial's design is queued again, then left failed (3)")

@@ -60,6 +60,17 @@ def family_model(name: str) -> Callable[[], nn.Module] | None:
     return build
 
 
+def design(name: str) -> tuple[str, tuple[int, ...]] | None:
+    """The family and widths model `name` is built from: a parametric name (`tinynet-9-6-13-14`) or a zoo
+    row built from a family (`tiny8k`), so that a sweep can start from it; None for a design of its own
+    (the seed network, the public claims' transcriptions)."""
+    build = MODELS.get(name) or family_model(name)
+    for family, (cls, _) in FAMILIES.items():
+        if isinstance(build, partial) and build.func is cls:
+            return family, tuple(build.args[0])
+    return None
+
+
 def known(name: str) -> bool:
     return name in MODELS or family_model(name) is not None
 

@@ -11,6 +11,10 @@ nothing to start); with `--storage postgresql+psycopg://...` many machines run t
 against one database, whose heartbeat marks a killed worker's trial failed and queues it again
 (a bounded number of times: a design that kills its worker, e.g. out of memory, is left failed).
 The study is created once, before any worker starts; rerunning the command continues it.
+
+A sweep can train its trials longer than its space says (`--epochs`, recorded in the study's space),
+start from known designs (`--enqueue`: a zoo row, an earlier winner) and end by a wall-clock time
+(`--timeout`: a trial still running then stops after its epoch and is queued again for the next run).
 """
 
 import fcntl
@@ -20,7 +24,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -53,6 +57,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 class SweepError(TinyMnistError):
     pass
+
+
+class OutOfTime(Exception):
+    """Raised in a trial that is still running at the sweep's --timeout: it stops after its epoch."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,53 @@ def recipe_of(space: dict, values: dict) -> Recipe:
     return replace(recipes.get(space["base"]), model=model_name(space, values), **fixed)
 
 
+def trial_recipe(space: dict, params: dict) -> Recipe:
+    """The recipe a trial trained: the space's fixed values and the values sampled for the trial."""
+    return recipe_of(space, {**space["params"], **params})
+
+
+def with_epochs(space: dict, epochs: int) -> dict:
+    """The space with every trial trained `epochs` epochs: the registered spaces train 5, which ranked
+    designs poorly for the 18 epochs the rows train (docs/sweeps.md); a full-length sweep says so here."""
+    recipes.check_value("epochs", epochs)
+    return {**space, "params": {**space["params"], "epochs": epochs}}
+
+
+def contains(spec: dict, value: object) -> bool:
+    """Whether a searched parameter's range or choices hold `value`."""
+    if "choice" in spec:
+        return value in spec["choice"]
+    return isinstance(value, int | float) and spec["low"] <= value <= spec["high"]
+
+
+def design_params(space: dict, recipe: Recipe, where: str) -> dict:
+    """The sampled values that make a trial of `space` train `recipe`: its widths and the fields the space
+    searches. The space's fixed values (its epochs, bf16) are its trials' conditions and stay; anything
+    else the recipe cannot say within the space is refused, so a queued trial is that design and recipe."""
+    found = models.design(recipe.model)
+    if found is None or found[0] != space["family"]:
+        raise SweepError(f"{where}: model {recipe.model} is not a {space['family']} design")
+    widths = dict(zip(width_names(space), found[1], strict=True))
+    values, base = {**widths, **recipes.to_dict(recipe)}, recipes.get(space["base"])
+    for name, value in values.items():
+        spec = space["params"].get(name)
+        if isinstance(spec, dict):
+            ok, within = contains(spec, value), f"searched in {spec}"
+        elif name in widths:
+            ok, within = spec == value, f"fixed at {spec}"
+        elif name == "model" or spec is not None:
+            continue  # the model is its widths; a fixed recipe field is the space's, for every trial
+        else:
+            kept = getattr(base, name)
+            ok, within = value == kept, f"not searched: {space['base']}'s {kept!r}"
+        if not ok:
+            raise SweepError(f"{where}: {name}={value!r} is outside the space ({within})")
+    size = count(recipe.model)
+    if size > space["budget"]:
+        raise SweepError(f"{where}: {recipe.model} has {size:,} parameters > budget {space['budget']:,}")
+    return {name: values[name] for name, spec in space["params"].items() if isinstance(spec, dict)}
+
+
 def open_storage(url: str | None, folder: Path, heartbeat: Heartbeat = Heartbeat()) -> optuna.storages.BaseStorage:
     """The journal file in `folder`, or a database with a heartbeat; a bad URL is one line."""
     if url is None:
@@ -266,11 +321,15 @@ def retry_abandoned(study: optuna.Study, heartbeat: Heartbeat) -> None:
     """Journal storage has no heartbeat: when no other command runs in this folder, a trial still
     RUNNING was killed with its worker; fail it and queue its design again, as the database does."""
     for t in study.get_trials(states=(TrialState.RUNNING,)):
-        tries = len(t.system_attrs.get("retry_history", [])) + 1  # before retry(), which appends to it
         study.tell(t.number, state=TrialState.FAIL)
-        heartbeat.retry(study, t)
-        then = "queued again" if tries <= heartbeat.retries else f"its design was tried {tries} times: left failed"
-        print(f"trial {t.number} was left running by a killed sweep: failed, {then}")
+        print(f"trial {t.number} was left running by a killed sweep: failed, {requeue(study, t, heartbeat)}")
+
+
+def requeue(study: optuna.Study, failed: FrozenTrial, heartbeat: Heartbeat) -> str:
+    """Queue a failed trial's design again (at most heartbeat.retries times); says which it did."""
+    tries = len(failed.system_attrs.get("retry_history", [])) + 1  # before retry(), which appends to it
+    heartbeat.retry(study, failed)
+    return "queued again" if tries <= heartbeat.retries else f"its design was tried {tries} times: left failed"
 
 
 def study_dataset(s: optuna.Study) -> str:
@@ -287,7 +346,9 @@ def judged(epoch: int, epochs: int) -> bool:
     return epochs // 2 < epoch < epochs
 
 
-def objective(trial: optuna.Trial, mnist: data.MNIST, folder: Path) -> float:
+def objective(trial: optuna.Trial, mnist: data.MNIST, folder: Path, deadline: float | None = None) -> float:
+    """Train one design on the validation split; its value is the final epoch's accuracy. It stops early
+    when pruned, or when `deadline` (time.time()) has passed at the end of an epoch other than the last."""
     space = trial.study.user_attrs["space"]
     recipe = recipe_of(space, suggest(trial, space))
     size = count(recipe.model)
@@ -304,6 +365,8 @@ def objective(trial: optuna.Trial, mnist: data.MNIST, folder: Path) -> float:
             trial.report(record["val_accuracy"], record["epoch"])
         if judged(record["epoch"], recipe.epochs) and trial.should_prune():
             raise optuna.TrialPruned(f"epoch {record['epoch']}")
+        if deadline is not None and time.time() >= deadline and record["epoch"] < recipe.epochs:
+            raise OutOfTime(trial.number, record["epoch"])
 
     final = train(
         recipe, mnist, folder / "trials" / f"{trial.number:04d}", split="val", progress=False,
@@ -317,7 +380,8 @@ def describe(t: FrozenTrial) -> str:
     design = f"{t.user_attrs.get('model')} ({t.user_attrs.get('parameters', 0):,} parameters)"
     if "rejected" in t.user_attrs:
         return f"trial {t.number:3d} REJECTED  {design}: {t.user_attrs['rejected']}"
-    rest = f"{design}  {knobs(t.params)}  {trial_seconds(t):.0f}s"
+    queued = f" [enqueued: {t.user_attrs['enqueued']}]" if "enqueued" in t.user_attrs else ""
+    rest = f"{design}{queued}  {knobs(t.params)}  {trial_seconds(t):.0f}s"
     if t.state == TrialState.PRUNED:
         last = max(t.intermediate_values, default=0)
         acc = f"val {t.intermediate_values[last]:.2%}" if last else ""
@@ -339,9 +403,10 @@ def counted(trials: list[FrozenTrial]) -> int:
 @quiet_optuna()
 def work(
     folder: Path, storage_url: str | None, study: str, trials: int, pruner: str, data_dir: str | None, device: str,
-    heartbeat: Heartbeat = Heartbeat(), index: int = 0,
+    heartbeat: Heartbeat = Heartbeat(), index: int = 0, deadline: float | None = None,
 ) -> None:  # fmt: skip
-    """One worker: run trials until the study has `trials` counted ones and none running or queued.
+    """One worker: run trials until the study has `trials` counted ones and none running or queued, or
+    until `deadline` (time.time()): then its trial stops after its epoch, failed, and is queued again.
     Worker `index` runs on GPU index mod the number of GPUs, or on one CPU thread."""
     torch.set_num_threads(1)
     dev = pick_device(device)
@@ -358,12 +423,17 @@ def work(
         def line(_: optuna.Study, t: FrozenTrial) -> None:
             print(describe(t), flush=True)
 
-        while True:
+        while deadline is None or time.time() < deadline:
             fail_stale_trials(s)  # databases: a killed worker's trial -> FAIL, and queued again (bounded)
             now = s.get_trials(deepcopy=False)
             states = [t.state for t in now]
             if TrialState.WAITING in states or counted(now) + states.count(TrialState.RUNNING) < trials:
-                s.optimize(lambda t: objective(t, mnist, folder), n_trials=1, callbacks=[line])
+                try:
+                    s.optimize(lambda t: objective(t, mnist, folder, deadline), n_trials=1, callbacks=[line])
+                except OutOfTime as e:  # Optuna has failed the trial
+                    number, epoch = e.args
+                    then = requeue(s, s.get_trials(deepcopy=False)[number], heartbeat)
+                    print(f"trial {number:3d} STOPPED at epoch {epoch}: out of time (--timeout); {then}", flush=True)
             elif TrialState.RUNNING in states and storage_url:  # wait: another worker's, or a stale one
                 time.sleep(WAIT_SECONDS)
             else:
@@ -374,27 +444,42 @@ def work(
 def run(
     folder: Path, space: str | None, trials: int, workers: int, storage_url: str | None, study: str | None,
     train_images: int | None, pruner: str, data_dir: str | None, device: str, dataset: str | None = None,
-    heartbeat: Heartbeat = Heartbeat(),
+    heartbeat: Heartbeat = Heartbeat(), epochs: int | None = None, timeout: float | None = None,
+    enqueue: Sequence[str] = (),
 ) -> dict:  # fmt: skip
-    """Create or continue the sweep in `folder` with `workers` processes; returns its summary."""
+    """Create or continue the sweep in `folder` with `workers` processes, its trials trained `epochs`
+    epochs (default: the space's), the designs of the recipes in `enqueue` first, and no trial running
+    past `timeout` seconds from now; returns its summary."""
+    deadline = time.time() + timeout if timeout else None
     checkpoint.check_folder(folder, is_sweep, "a tinymnist sweep folder")
     saved = read_json(folder / "sweep.json", "sweep folder") if (folder / "sweep.json").is_file() else {}
     study = study or saved.get("study") or folder.resolve().name
-    settings = {"space": load_space(space) if space else None, "train_images": train_images, "dataset": dataset}
+    chosen = load_space(space) if space else None
+    if chosen and epochs:
+        chosen = with_epochs(chosen, epochs)
+    settings = {"space": chosen, "train_images": train_images, "dataset": dataset}
     folder.mkdir(parents=True, exist_ok=True)
     s = create(open_storage(storage_url, folder, heartbeat), study, settings)
+    trained = s.user_attrs["space"]["params"].get("epochs")
+    if epochs and trained != epochs:
+        raise SweepError(f"--epochs {epochs}: study {study!r} trains {trained} epochs a trial; choose another --study")
+    queued = [design_params(s.user_attrs["space"], recipes.resolve(r), f"--enqueue {r}") for r in enqueue]
+    for name, params in zip(enqueue, queued, strict=True):  # all checked first; none queued twice
+        s.enqueue_trial(params, user_attrs={"enqueued": name}, skip_if_exists=True)
     checkpoint.save_json(folder / "sweep.json", {"study": study})  # the rest lives in the study
     start = time.perf_counter()
     with sweeping(folder) as alone:
         if alone and storage_url is None:
             retry_abandoned(s, heartbeat)
         if trials and workers == 1:
-            work(folder, storage_url, study, trials, pruner, data_dir, device, heartbeat)
+            work(folder, storage_url, study, trials, pruner, data_dir, device, heartbeat, 0, deadline)
         elif trials:
             # spawn, not fork: a forked child of a process that has used OpenMP threads can hang
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 jobs = [
-                    pool.submit(work, folder, storage_url, study, trials, pruner, data_dir, device, heartbeat, i)
+                    pool.submit(
+                        work, folder, storage_url, study, trials, pruner, data_dir, device, heartbeat, i, deadline
+                    )
                     for i in range(workers)
                 ]
                 for job in jobs:
@@ -433,7 +518,7 @@ def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
     checkpoint.save_json(folder / "summary.json", summary)
     if complete:
         best = complete[0]
-        recipe = recipe_of(s.user_attrs["space"], {**s.user_attrs["space"]["params"], **best.params})
+        recipe = trial_recipe(s.user_attrs["space"], best.params)
         origin = {"study": s.study_name, "trial": best.number, "val_accuracy": best.value}
         origin["dataset"] = summary["dataset"]
         checkpoint.save_json(folder / "best-recipe.json", {"recipe": recipes.to_dict(recipe), "sweep": origin})
@@ -452,6 +537,7 @@ def row(t: FrozenTrial) -> dict:
         "params": t.params,
         "seconds": trial_seconds(t),
         **({"rejected": t.user_attrs["rejected"]} if "rejected" in t.user_attrs else {}),
+        **({"enqueued": t.user_attrs["enqueued"]} if "enqueued" in t.user_attrs else {}),
         **({"retry_of": t.system_attrs["failed_trial"]} if "failed_trial" in t.system_attrs else {}),
     }
 
