@@ -103,12 +103,13 @@ def speed_table(results: list[dict]) -> str:
     rows = [
         "| recipe | parameters | seeds | median wall time to final epoch | median training time "
         "| final test accuracy (median; all seeds ≥ 99.40%?) "
-        "| epochs | train images/s | naive baseline: time, epochs, accuracy, images/s | speed-up (time, images/s) "
-        "| machine | command |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+        "| epochs | train images/s | precision (seed 1) | naive baseline: time, epochs, accuracy, images/s "
+        "| speed-up (time, images/s) | machine | command |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|",
     ]
     for r in results:
         m, b, s = r["median"], r.get("baseline"), r.get("speedup")
+        bf16 = r["runs"][0]["precision"]["bf16"]
         base = "—"
         if b:
             reached = "reached 99.40%" if b["reached_99_40"] else "never reached 99.40%"
@@ -126,8 +127,8 @@ def speed_table(results: list[dict]) -> str:
             f"| `{r['recipe']}` | {r['parameters']:,} | {len(r['runs'])} | {m['wall_seconds']:.0f} s "
             f"| {m['train_seconds']:.0f} s "
             f"| {m['final_test_accuracy']:.2%} ({'yes' if r['every_seed_reached_99_40'] else 'no'}) "
-            f"| {m['epochs']:.0f} | {m['images_per_second']:.0f} | {base} | {speedup} "
-            f"| {machine_line(r['machine'])} | `{r['command']}` |"
+            f"| {m['epochs']:.0f} | {m['images_per_second']:.0f} | {'bf16' if bf16 else 'float32'} "
+            f"| {base} | {speedup} | {machine_line(r['machine'])} | `{r['command']}` |"
         )
     return "\n".join(rows)
 
