@@ -130,6 +130,34 @@ def capture_fails(self) -> None:
     raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors ...")
 
 
+class Replays:
+    """A captured graph's stand-in on the CPU: replaying it runs the step."""
+
+    def __init__(self, engine: engines.GraphEngine) -> None:
+        self.engine = engine
+
+    def replay(self) -> None:
+        self.engine.step()
+
+
+def capture_once_then_fail(self) -> None:
+    if self.graph is not None:
+        capture_fails(self)
+    self.graph, self.captured_side = Replays(self), self.side
+
+
+def test_a_graph_run_whose_recapture_for_a_new_image_size_fails_goes_on_uncaptured(small, tmp_path, monkeypatch):
+    recipe = override(SMALL, model="tiny4k", epochs=2, low_res=20, low_res_epochs=1)  # a model of any image size
+    tiny = subset(small, 640, 200)
+    uncaptured = training.train(recipe, tiny, tmp_path / "uncaptured", seed=3, log=quiet, engine="graph")
+    monkeypatch.setattr(engines.GraphEngine, "capture", capture_once_then_fail)  # captured at 28x28, not at 20x20
+    lines: list[str] = []
+    final = training.train(recipe, tiny, tmp_path / "fell", seed=3, log=lines.append, engine="graph")
+    reason = "graph engine: capture at 20x20 failed (CUDA error: operation not permitted when stream is capturing)"
+    assert [line for line in lines if "failed" in line] == [reason + "; continuing uncaptured"]
+    assert final["engine"] == "graph" and metrics(final) == metrics(uncaptured)  # the same steps, none lost
+
+
 def test_a_graph_run_whose_capture_fails_trains_with_the_eager_engine_and_says_why(small, tmp_path, monkeypatch):
     tiny, recipe = subset(small, 640, 200), override(SMALL, epochs=1)
     monkeypatch.setattr(engines.GraphEngine, "capture", capture_fails)  # as a GPU would fail it

@@ -17,7 +17,9 @@ The warm-up that capture needs, and one trial replay, run on copies' behalf: sta
 and restored after them, so a run does exactly its own steps, and a resumed run continues as an
 uninterrupted one. If capture or that first replay fails (a driver, memory, an op that cannot be
 captured), `create` says why in one line and falls back: a new run to the eager engine, a resumed
-graph run (whose optimizer state is the graph engine's) to its own step run uncaptured.
+graph run (whose optimizer state is the graph engine's) to its own step run uncaptured. A graph
+replays the image size it captured, so progressive resizing captures again when the size changes;
+if that fails, the run says so and goes on with its step uncaptured.
 """
 
 import time
@@ -83,7 +85,7 @@ def create(
 
     if kind == "eager":
         return eager(), ""
-    graph = GraphEngine(model, recipe, data, setting)
+    graph = GraphEngine(model, recipe, data, setting, log)
     try:
         graph.capture()
         return graph, ""
@@ -160,8 +162,10 @@ class GraphEngine:
 
     name = "graph"
 
-    def __init__(self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict) -> None:
-        self.model, self.recipe, self.data = model, recipe, data
+    def __init__(
+        self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, log: Callable[[str], None] = print
+    ) -> None:
+        self.model, self.recipe, self.data, self.log = model, recipe, data, log
         self.bf16, self.channels_last = setting["bf16"], setting["channels_last"]
         self.side = self.captured_side = 28  # the side of this epoch's training images (progressive resizing)
         device = data.train_images.device
@@ -250,7 +254,12 @@ class GraphEngine:
         self.correct.zero_()
         self.model.train()
         if self.graph is not None and self.captured_side != self.side:  # a graph replays the shapes it captured
-            self.capture()
+            try:
+                self.capture()
+            except RuntimeError as e:  # capture restored every state tensor: the same step goes on, uncaptured
+                self.graph = None
+                side = f"{self.side}x{self.side}"
+                self.log(f"graph engine: capture at {side} failed ({first_line(e)}); continuing uncaptured")
         for _ in range(self.steps):
             if self.graph is not None:
                 self.graph.replay()
