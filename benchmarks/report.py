@@ -99,6 +99,20 @@ def goals_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def speed_headline(fast: dict, seed: dict) -> str:
+    """The README's speed figures: `fast` against the naive baseline, and `make train` (the seed recipe)."""
+    f, s = fast["median"], seed["median"]
+    every = "every seed" if fast["every_seed_reached_99_40"] else "not every seed"
+    return (
+        f'On {machine_line(fast["machine"])}: `make train ARGS="--recipe fast"` trains to '
+        f"{f['final_test_accuracy']:.2%} final test accuracy (median of {len(fast['runs'])} seeds; {every} "
+        f"≥ 99.40%) in {f['wall_seconds']:.0f} s for the whole command, {fast['speedup']['wall_time']:.1f}x faster "
+        f"than the naive baseline's {fast['baseline']['wall_seconds']:.0f} s in the same run; `make train` "
+        f"(the seed recipe, 15 epochs) takes {s['wall_seconds']:.0f} s "
+        f"(`results/speed-fast-cpu.json`, `results/speed-seed-cpu.json`)."
+    )
+
+
 def speed_table(results: list[dict]) -> str:
     rows = [
         "| recipe | parameters | seeds | median wall time to final epoch | median training time "
@@ -484,7 +498,10 @@ def main(check: bool = False) -> None:
     mnist_anchors = json.loads((folder / "anchors.json").read_text())
     found = claim_results([folder, folder / "claims"])
     blocks = {  # file: {block: its generated body}
-        "README.md": {"accuracy": front_table(accuracy + fashion, front_anchors(mnist_anchors, anchors))},
+        "README.md": {
+            "accuracy": front_table(accuracy + fashion, front_anchors(mnist_anchors, anchors)),
+            "speed-headline": speed_headline(*load([folder / "speed-fast-cpu.json", folder / "speed-seed-cpu.json"])),
+        },
         "docs/results.md": {
             "accuracy-detail": accuracy_table(accuracy),
             "goals": goals_table(accuracy),
