@@ -19,12 +19,11 @@ from pathlib import Path
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from tinymnist import data, engines, models, results
+from tinymnist import checkpoint, data, engines, models, results
 from tinymnist.evaluation import evaluate
 from tinymnist.recipes import get
 from tinymnist.training import train
 
-VAL = 5000  # scripts/validate.py's split
 DECAYS = (0.99, 0.995, 0.998)  # horizons of 100, 200 and 500 steps
 
 
@@ -71,7 +70,7 @@ def main() -> None:
     p.add_argument("--data-dir")
     p.add_argument("--out", default="results/probes")
     args = p.parse_args()
-    mnist = data.validation_split(data.load(args.data_dir), VAL)
+    mnist = data.validation_split(data.load(args.data_dir), data.VALIDATION_IMAGES)
     rows = []
     for seed in range(1, args.seeds + 1):
         rows.append(probe(args.recipe, seed, mnist))
@@ -89,7 +88,7 @@ def main() -> None:
     }
     out = Path(args.out) / f"ema-{args.recipe}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    checkpoint.save_json(out, record)
     print(json.dumps(means, indent=2))
     print(f"wrote {out}")
 

@@ -245,7 +245,7 @@ class Frontier:
         if path.is_file() and json.loads(path.read_text()) != value:
             sys.exit(f"{path}: the recipe of another trial {finalist['trial']} (another study?); move it away")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value, indent=2) + "\n")
+        checkpoint.save_json(path, value)
         return path
 
     def record(self, name: str, finalist: dict, seed: int) -> bool:

@@ -16,11 +16,11 @@ import re
 import sys
 from pathlib import Path
 
-from tinymnist import checkpoint, cli, results
+from tinymnist import checkpoint, cli, data, results
 from tinymnist.errors import TinyMnistError
 
 ROOT = Path(__file__).resolve().parents[1]
-VAL = 5000  # the README's fixed validation split
+VAL = data.VALIDATION_IMAGES  # the README's fixed validation split
 ARGS_FILE = "validate-args.json"  # the TRAIN_ARGS a run folder was started with
 
 

@@ -349,10 +349,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(sweep.table(summary))
     if summary["best"]:
         print(f"best design as a recipe: {folder / 'best-recipe.json'}; plots and summary.json in {folder}")
-    if args.timeout:
-        done = summary["states"]["COMPLETE"] + summary["states"]["PRUNED"] - summary["rejected_by_budget"]
-        if done < args.trials:
-            print(f"--timeout {args.timeout}: stopped at {done} of {args.trials} trials; the same command continues")
+    if args.timeout and summary["counted"] < args.trials:
+        done = f"{summary['counted']} of {args.trials} trials"
+        print(f"--timeout {args.timeout}: stopped at {done}; the same command continues")
 
 
 def build_parser() -> argparse.ArgumentParser:

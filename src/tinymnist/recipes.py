@@ -94,8 +94,9 @@ SMALL: dict[str, Any] = {"degrees": 6.0, "translate": 0.06, "scale": 0.06, "lr":
 
 RECIPES: dict[str, Recipe] = {
     # The seed network with a one-cycle schedule and light affine augmentation; bf16 autocast where it
-    # measures faster (the Xeon with AMX: 2.2x per step). Its 5 seeds were trained again in bf16
-    # (results/seed.json: 99.52% mean, 99.46% min; 99.53% and 99.48% in float32, results/history/).
+    # measures faster (the Xeon with AMX: 1.9x per step, results/speed-seed-cpu.json). Its 5 seeds were
+    # trained again in bf16 (results/seed.json: 99.52% mean, 99.46% min; 99.53% and 99.48% in float32,
+    # results/history/).
     "seed": replace(SEED, bf16=True),
     # The seed document's own recipe, as its notebook ran it: plain SGD at a constant 0.01, no
     # augmentation; 19 epochs, the most its "under 20 epochs" allows.

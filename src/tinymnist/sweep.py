@@ -42,7 +42,6 @@ from tinymnist.errors import TinyMnistError
 from tinymnist.recipes import Recipe
 from tinymnist.training import pick_device, train
 
-VAL_IMAGES = 5_000  # the fixed validation split of `tinymnist train --val 5000`
 JOURNAL = "journal.log"  # the default storage, in the sweep folder
 WAIT_SECONDS = 2  # a worker with nothing to start looks again this often for others' trials to end
 # Stop poor trials early, judged on each epoch's validation accuracy.
@@ -415,7 +414,7 @@ def work(
     storage = open_storage(storage_url, folder, heartbeat)
     s = optuna.load_study(study_name=study, storage=storage, pruner=PRUNER[pruner]())
     with sweeping(folder):  # so that a rerun never takes this worker's trials for abandoned ones
-        mnist = data.validation_split(data.load(data_dir, dataset=study_dataset(s)).to(dev), VAL_IMAGES)
+        mnist = data.validation_split(data.load(data_dir, dataset=study_dataset(s)).to(dev), data.VALIDATION_IMAGES)
         n = s.user_attrs.get("train_images")
         if n:
             mnist = replace(mnist, train_images=mnist.train_images[:n], train_labels=mnist.train_labels[:n])
@@ -501,10 +500,11 @@ def summarize(folder: Path, s: optuna.Study, wall_seconds: float) -> dict:
         "study": s.study_name,
         "dataset": study_dataset(s),
         "space": s.user_attrs["space"],
-        "train_images": s.user_attrs.get("train_images") or 60_000 - VAL_IMAGES,
-        "val_images": VAL_IMAGES,
+        "train_images": s.user_attrs.get("train_images") or 60_000 - data.VALIDATION_IMAGES,
+        "val_images": data.VALIDATION_IMAGES,
         "states": {state.name: sum(t.state == state for t in trials) for state in TrialState},
         "rejected_by_budget": sum("rejected" in t.user_attrs for t in trials),
+        "counted": counted(trials),  # towards --trials
         "trial_seconds": sum(trial_seconds(t) for t in trials),
         "epochs_trained_here": len(epoch_seconds),
         "mean_epoch_seconds_here": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None,
