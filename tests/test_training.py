@@ -156,6 +156,9 @@ def test_a_graph_run_whose_recapture_for_a_new_image_size_fails_goes_on_uncaptur
     reason = "graph engine: capture at 20x20 failed (CUDA error: operation not permitted when stream is capturing)"
     assert [line for line in lines if "failed" in line] == [reason + "; continuing uncaptured"]
     assert final["engine"] == "graph" and metrics(final) == metrics(uncaptured)  # the same steps, none lost
+    config = json.loads((tmp_path / "fell" / "config.json").read_text())
+    assert config["engine_fallback"] == final["engine_fallback"] == reason + "; continuing uncaptured"
+    assert "engine_fallback" not in json.loads((tmp_path / "uncaptured" / "config.json").read_text())
 
 
 def test_a_graph_run_whose_capture_fails_trains_with_the_eager_engine_and_says_why(small, tmp_path, monkeypatch):

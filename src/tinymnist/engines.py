@@ -1,5 +1,8 @@
 """The two engines that run an epoch's training steps, side by side, with one interface (`Engine`).
 
+Both build each batch (`batch`: gather, augment, normalise) and its loss (`scores`: cross-entropy,
+with a distillation teacher's term when the recipe has one) with the same functions.
+
 The eager engine (`EagerEngine`, the default on CPUs and MPS) is the plain loop: one Python step
 per batch with torch.optim and its scheduler.
 
@@ -27,11 +30,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from tinymnist.augment import random_affine
+from tinymnist import distill
+from tinymnist.augment import random_affine, random_jitter
 from tinymnist.checkpoint import first_line
 from tinymnist.data import MNIST, normalize
 from tinymnist.errors import TinyMnistError
@@ -50,6 +53,7 @@ class Engine(Protocol):
     name: str  # "eager" or "graph", as recorded in the run's config
     capture_seconds: float  # the one-time capture, outside the timed epochs (0 once reported)
     side: int  # the side of this epoch's training images (progressive resizing; 28 by default)
+    fallback: str  # why it went on otherwise than it started, if that happened mid-run ("" if not)
 
     @property
     def lr(self) -> float: ...  # the learning rate of the next step
@@ -59,6 +63,25 @@ class Engine(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def batch(
+    data: MNIST, idx: torch.Tensor, recipe: Recipe, side: int, channels_last: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The training images at `idx` as one augmented, normalised float batch in the run's memory format."""
+    x = data.train_images[idx].unsqueeze(1).float().div_(255)
+    x = random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator, side)
+    x = normalize(random_jitter(x, recipe.brightness, recipe.contrast, generator), data.dataset)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def scores(
+    model: nn.Module, teacher: nn.Module | None, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, bf16: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits for batch `x` and its training loss (with the teacher's term, if any)."""
+    logits = forward(model, x, bf16)
+    return logits, distill.loss(logits, y, distill.teacher_logits(teacher, x, bf16), recipe)
 
 
 def choose_engine(requested: str, device: torch.device) -> str:
@@ -73,19 +96,20 @@ def choose_engine(requested: str, device: torch.device) -> str:
 def create(
     kind: str, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, heartbeat: Callable | None = None,
     progress: bool = False, resuming: bool = False, log: Callable[[str], None] = print,
+    teacher: nn.Module | None = None,
 ) -> tuple[Engine, str]:  # fmt: skip
     """The engine `kind` ("eager" or "graph", from `choose_engine`), ready to train; a graph engine is
     captured here, on CUDA, from `setting` (`precision.choose`'s: bf16, channels_last). Returns it and
-    why it is not the one asked for ("" when it is)."""
+    why it is not the one asked for ("" when it is). `teacher`: the recipe's, loaded (`distill`)."""
 
     def eager() -> EagerEngine:
-        engine = EagerEngine(model, recipe, data, setting, heartbeat)
+        engine = EagerEngine(model, recipe, data, setting, heartbeat, teacher)
         engine.progress = progress
         return engine
 
     if kind == "eager":
         return eager(), ""
-    graph = GraphEngine(model, recipe, data, setting, log)
+    graph = GraphEngine(model, recipe, data, setting, log, teacher)
     try:
         graph.capture()
         return graph, ""
@@ -103,14 +127,16 @@ class EagerEngine:
     name = "eager"
 
     def __init__(
-        self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, heartbeat: Callable | None
-    ) -> None:
-        self.model, self.recipe, self.data, self.heartbeat = model, recipe, data, heartbeat
+        self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, heartbeat: Callable | None,
+        teacher: nn.Module | None = None,
+    ) -> None:  # fmt: skip
+        self.model, self.recipe, self.data, self.heartbeat, self.teacher = model, recipe, data, heartbeat, teacher
         self.bf16, self.channels_last = setting["bf16"], setting["channels_last"]
         self.side = 28  # the side of this epoch's training images (progressive resizing)
         self.steps = len(data.train_labels) // recipe.batch_size  # the last partial batch is dropped
         self.opt, self.sched = make_optimizer(model.parameters(), recipe, recipe.epochs * self.steps)
         self.capture_seconds = 0.0
+        self.fallback = ""
         self.progress = False  # a tqdm bar, on a terminal
 
     @property
@@ -127,14 +153,8 @@ class EagerEngine:
         start = last_beat = time.perf_counter()
         for i in tqdm(range(self.steps), disable=not self.progress, leave=False, unit="batch"):
             idx = order[i * bs : (i + 1) * bs]
-            x = data.train_images[idx].unsqueeze(1).float().div_(255)
-            x = random_affine(x, recipe.degrees, recipe.translate, recipe.scale, generator, self.side)
-            x = normalize(x, data.dataset)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = data.train_labels[idx]
-            logits = forward(model, x, self.bf16)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            x, y = batch(data, idx, recipe, self.side, self.channels_last, generator), data.train_labels[idx]
+            logits, loss = scores(model, self.teacher, x, y, recipe, self.bf16)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -163,9 +183,10 @@ class GraphEngine:
     name = "graph"
 
     def __init__(
-        self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, log: Callable[[str], None] = print
-    ) -> None:
-        self.model, self.recipe, self.data, self.log = model, recipe, data, log
+        self, model: nn.Module, recipe: Recipe, data: MNIST, setting: dict, log: Callable[[str], None] = print,
+        teacher: nn.Module | None = None,
+    ) -> None:  # fmt: skip
+        self.model, self.recipe, self.data, self.log, self.teacher = model, recipe, data, log, teacher
         self.bf16, self.channels_last = setting["bf16"], setting["channels_last"]
         self.side = self.captured_side = 28  # the side of this epoch's training images (progressive resizing)
         device = data.train_images.device
@@ -180,17 +201,12 @@ class GraphEngine:
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_seconds = 0.0
+        self.fallback = ""
 
     def step(self) -> None:
-        r, d = self.recipe, self.data
         idx = self.order.index_select(0, self.i).squeeze(0)
-        x = d.train_images[idx].unsqueeze(1).float().div_(255)
-        x = normalize(random_affine(x, r.degrees, r.translate, r.scale, side=self.side), d.dataset)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = d.train_labels[idx]
-        logits = forward(self.model, x, self.bf16)
-        loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+        x, y = batch(self.data, idx, self.recipe, self.side, self.channels_last), self.data.train_labels[idx]
+        logits, loss = scores(self.model, self.teacher, x, y, self.recipe, self.bf16)
         grads = torch.autograd.grad(loss, self.params)
         self.optimizer.step(list(grads), self.lrs.index_select(0, self.t).squeeze(0))
         with torch.no_grad():
@@ -259,7 +275,8 @@ class GraphEngine:
             except RuntimeError as e:  # capture restored every state tensor: the same step goes on, uncaptured
                 self.graph = None
                 side = f"{self.side}x{self.side}"
-                self.log(f"graph engine: capture at {side} failed ({first_line(e)}); continuing uncaptured")
+                self.fallback = f"graph engine: capture at {side} failed ({first_line(e)}); continuing uncaptured"
+                self.log(self.fallback)
         for _ in range(self.steps):
             if self.graph is not None:
                 self.graph.replay()

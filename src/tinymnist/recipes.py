@@ -44,10 +44,15 @@ class Recipe:
     degrees: float = 10.0  # augmentation: random rotation, +- degrees
     translate: float = 0.1  # augmentation: random shift, +- this fraction of the image size
     scale: float = 0.1  # augmentation: random zoom in [1 - scale, 1 + scale]
+    brightness: float = 0.0  # augmentation: add a random offset in +- this to the [0, 1] pixels
+    contrast: float = 0.0  # augmentation: multiply the pixels by a random factor in [1 - contrast, 1 + contrast]
     bf16: bool = False  # numerics allow bf16 autocast; used where it measures faster (tinymnist.precision)
     low_res: int = 28  # progressive resizing: the side, in pixels, of the images of the first epochs
     low_res_epochs: int = 0  # how many first epochs train at low_res (the rest, and always the last, at 28x28)
     eval_every: int = 1  # evaluate after every N-th epoch and after the last (0: after the last only)
+    teacher: str = ""  # knowledge distillation from this finished run, checkpoint or shipped model (tinymnist.distill)
+    distill: float = 0.5  # with a teacher: the weight of its term in the loss (the rest is cross-entropy)
+    temperature: float = 4.0  # with a teacher: the temperature that softens both models' predictions
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,15 @@ RULES: dict[str, Rule] = {
     "degrees": Rule(0, 180),
     "translate": Rule(0, 1),
     "scale": Rule(0, 1, below=True),  # zoom in [1 - scale, 1 + scale]: above 0
+    "brightness": Rule(0, 1),
+    "contrast": Rule(0, 1),  # a factor in [1 - contrast, 1 + contrast]: never negative
     "bf16": Rule(),
     "low_res": Rule(8, 28),  # pixels: the side of the first epochs' images (progressive resizing)
     "low_res_epochs": Rule(0, 1_000),
     "eval_every": Rule(0, 1_000),  # 0: after the last epoch only
+    "teacher": Rule(),  # a path or a shipped model's name, checked when the run loads it (`distill.load_teacher`)
+    "distill": Rule(0, 1),
+    "temperature": Rule(0, 100, above=True),
 }
 SEED_RULE = Rule(0, 2**32 - 1)  # a training seed (torch seeds each epoch with seed * 100,003 + epoch)
 
@@ -284,6 +294,11 @@ PAST: dict[str, tuple[object, str]] = {
     "low_res": (28, "added with progressive resizing; until then every epoch trained at 28x28"),
     "low_res_epochs": (0, "added with progressive resizing; until then every epoch trained at 28x28"),
     "eval_every": (1, "added with skipped evaluations; until then every epoch was evaluated"),
+    "brightness": (0.0, "added with brightness and contrast jitter; until then there was none"),
+    "contrast": (0.0, "added with brightness and contrast jitter; until then there was none"),
+    "teacher": ("", "added with knowledge distillation; until then no run had a teacher"),
+    "distill": (0.5, "added with knowledge distillation; without a teacher it changes nothing"),
+    "temperature": (4.0, "added with knowledge distillation; without a teacher it changes nothing"),
 }
 # Fields that no longer change a result, ignored when read: the machine decides them now.
 RETIRED = {"channels_last": "the memory format is measured per machine (tinymnist.precision)"}

@@ -5,7 +5,8 @@ slices it into batches, augments and normalises each batch as one tensor, and st
 optimizer and schedule. Every epoch's randomness (order, augmentation, dropout) comes from
 (seed, epoch) alone, so a run resumed from its last completed epoch ends exactly where an
 uninterrupted one does. The test set (or, with a validation split, the held-out images) is
-evaluated after each epoch for the log only: nothing is chosen by it.
+evaluated after each epoch for the log only: nothing is chosen by it. A recipe with a teacher
+distills from it (`tinymnist.distill`), which is loaded and checked before anything is written.
 
 Two engines run the steps (`tinymnist.engines`, one interface): the eager loop (torch.optim, the
 default on CPUs) and the graph engine (the whole step captured as one CUDA graph, the default on
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 import tinymnist
-from tinymnist import checkpoint, engines, models, plots, precision, results
+from tinymnist import checkpoint, distill, engines, models, plots, precision, results
 from tinymnist.data import DEFAULT, MNIST
 from tinymnist.engines import EagerEngine, GraphEngine, choose_engine  # noqa: F401 (the engines, for tests)
 from tinymnist.errors import TinyMnistError
@@ -143,10 +144,16 @@ def train(
         resume = (out / checkpoint.LAST).is_file()  # a run stopped in its first epoch starts again
         if not resume:
             log(f"{out}: no completed epoch to resume from; starting it again with its settings")
+    teacher, taught = None, {}  # knowledge distillation: the teacher, and what the run records of it
+    if recipe.teacher:
+        teacher, info = distill.load_teacher(recipe.teacher, data, split, device, recorded.get("teacher"))
+        taught = {"teacher": info}
     chosen = precision.choose(
         recipe.bf16, precision_request, device, recipe.model, recipe.batch_size, memory_format, log
     )
     engine = choose_engine(engine, device)
+    if teacher is not None:
+        teacher = precision.apply(teacher, chosen)
     torch.manual_seed(seed)
     model = precision.apply(models.create(recipe.model).to(device), chosen)
     parameters = models.count_parameters(model)
@@ -157,7 +164,7 @@ def train(
             f"epoch ends in {eta:.0f}s")  # fmt: skip
 
     runner, fallback = engines.create(
-        engine, model, recipe, data, chosen, None if progress else heartbeat, progress, resume, log
+        engine, model, recipe, data, chosen, None if progress else heartbeat, progress, resume, log, teacher
     )
     engine, fallback = runner.name, fallback or recorded.get("engine_fallback", "")
     fell_back = {"engine_fallback": fallback} if fallback else {}  # why it is not the engine first chosen
@@ -192,6 +199,7 @@ def train(
             "tinymnist": tinymnist.__version__,
             "train_images": len(data.train_labels),
             "eval_images": len(data.test_labels),
+            **taught,
             **(config_extra or {}),
         }
         checkpoint.save_json(out / "config.json", config)
@@ -216,6 +224,10 @@ def train(
                 f"{out}: training diverged in epoch {epoch} (loss {train_loss}); try a lower lr than {recipe.lr:g}"
             )
         seconds = time.perf_counter() - start - (runner.capture_seconds - captured)  # a graph recaptured
+        if runner.fallback and runner.fallback != fallback:  # the graph could not be captured again mid-run
+            fallback, fell_back = runner.fallback, {"engine_fallback": runner.fallback}
+            config_now = json.loads((out / "config.json").read_text())
+            checkpoint.save_json(out / "config.json", {**config_now, **fell_back})
         record = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
         shown = "not evaluated"  # the recipe evaluates only every eval_every-th epoch and the last
         if epoch == recipe.epochs or (recipe.eval_every and epoch % recipe.eval_every == 0):
@@ -262,6 +274,9 @@ def train(
         "seed": seed,
         "parameters": parameters,
         "split": split,
+        "train_images": len(data.train_labels),
+        "eval_images": len(data.test_labels),
+        **taught,
         "engine": engine,
         **fell_back,
         "precision": chosen,
