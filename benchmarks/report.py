@@ -10,6 +10,7 @@ benchmark in this folder) wrote from a real run; nothing is typed in by hand.
 
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -268,6 +269,48 @@ def validation_table(files: list[Path]) -> str:
     return "\n".join(rows)
 
 
+LEVERS = {  # a validation record named ROW-LEVER[-seedN] tries a lever on the row's registered recipe
+    "distilled": "knowledge distillation",
+    "jitter": "brightness and contrast jitter",
+}
+
+
+def lever_table(files: list[Path]) -> str:
+    """Each lever tried on a zoo row, paired by seed with the plain row on the validation split (records
+    ROW-LEVER[-seedN] against ROW[-seedN]), with what it changed in the recipe; a distilled row's
+    teacher with its size, validation accuracy and training time."""
+    found = {path.stem: json.loads(path.read_text()) for path in files}
+    rows = [
+        "| row | lever | what changed | seeds | plain | with the lever | change |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for name, r in sorted(found.items()):
+        row, _, lever = name.partition("-")
+        if lever not in LEVERS:  # the seed-1 record names each pair
+            continue
+        pairs = [(found.get(f"{row}{s}"), found.get(f"{name}{s}")) for s in ("", "-seed2", "-seed3", "-seed4", "-seed5")]
+        pairs = [(a, b) for a, b in pairs if a and b]
+        if not pairs:
+            continue
+        plain = statistics.fmean(a["final_val_accuracy"] for a, _ in pairs)
+        tried = statistics.fmean(b["final_val_accuracy"] for _, b in pairs)
+        recipe, base = r["config"]["recipe"], found.get(row, {}).get("config", {}).get("recipe", {})
+        changed = ", ".join(f"{k}={v}" for k, v in recipe.items() if base.get(k, v) != v and k != "teacher")
+        teacher = r["config"].get("teacher")
+        if teacher:
+            changed = ", ".join(filter(None, [
+                f"teacher: `{teacher['model']}` ({teacher['parameters']:,} parameters, {teacher['accuracy']:.2%} "
+                f"validation, trained {teacher['train_seconds']:.0f} s on the same 55,000 images)",
+                f"distill={recipe['distill']:g}, temperature={recipe['temperature']:g}",
+                changed,
+            ]))  # fmt: skip
+        seeds = ", ".join(str(b["config"]["seed"]) for _, b in pairs)
+        rows.append(
+            f"| `{row}` | {LEVERS[lever]} | {changed} | {seeds} | {plain:.2%} | {tried:.2%} | {tried - plain:+.2%} |"
+        )
+    return "\n".join(rows)
+
+
 def serve_table(path: Path) -> str:
     r = json.loads(path.read_text())
     lat, before, after = r["latency_ms"], r["server_memory_before"], r["server_memory_after"]
@@ -507,6 +550,7 @@ def main(check: bool = False) -> None:
             "goals": goals_table(accuracy),
             "claims": claims_table(claims.CLAIMS, found),
             "validation": validation_table(sorted((folder / "validation").glob("*.json"))),
+            "levers": lever_table(sorted((folder / "validation").glob("*.json"))),
         },
         "docs/speed.md": {
             "speed": speed_table(speed),

@@ -67,7 +67,7 @@ def train_seed(
         "wall_seconds": final["wall_seconds"],
         "images_per_second": statistics.fmean(r["images_per_second"] for r in history),
         "engine": final["engine"],
-        **{k: final[k] for k in ("engine_fallback",) if k in final},  # a graph capture that failed
+        **{k: final[k] for k in ("engine_fallback", "teacher") if k in final},  # a failed capture; distillation
         "run_dir": str(run_dir),
     }
 
