@@ -269,7 +269,7 @@ def validation_table(files: list[Path]) -> str:
     return "\n".join(rows)
 
 
-LEVERS = {  # a validation record named ROW-LEVER[-seedN] tries a lever on the row's registered recipe
+LEVERS = {  # a validation record ROW-LEVER[-VARIANT][-seedN] tries a lever on the row's registered recipe
     "distilled": "knowledge distillation",
     "jitter": "brightness and contrast jitter",
 }
@@ -277,19 +277,20 @@ LEVERS = {  # a validation record named ROW-LEVER[-seedN] tries a lever on the r
 
 def lever_table(files: list[Path]) -> str:
     """Each lever tried on a zoo row, paired by seed with the plain row on the validation split (records
-    ROW-LEVER[-seedN] against ROW[-seedN]), with what it changed in the recipe; a distilled row's
-    teacher with its size, validation accuracy and training time."""
+    ROW-LEVER[-VARIANT][-seedN] against ROW[-seedN]), with what it changed in the recipe; a distilled
+    row's teacher with its size, validation accuracy and training time."""
     found = {path.stem: json.loads(path.read_text()) for path in files}
     rows = [
         "| row | lever | what changed | seeds | plain | with the lever | change |",
         "|---|---|---|---|---:|---:|---:|",
     ]
     for name, r in sorted(found.items()):
-        row, _, lever = name.partition("-")
-        if lever not in LEVERS:  # the seed-1 record names each pair
+        row, _, tried = name.partition("-")
+        lever = tried.split("-")[0]
+        if lever not in LEVERS or re.search(r"-seed\d+$", name):  # the seed-1 record names each pair
             continue
-        pairs = [(found.get(f"{row}{s}"), found.get(f"{name}{s}")) for s in ("", "-seed2", "-seed3", "-seed4", "-seed5")]
-        pairs = [(a, b) for a, b in pairs if a and b]
+        seeds = ("", "-seed2", "-seed3", "-seed4", "-seed5")
+        pairs = [(found[row + s], found[name + s]) for s in seeds if row + s in found and name + s in found]
         if not pairs:
             continue
         plain = statistics.fmean(a["final_val_accuracy"] for a, _ in pairs)
