@@ -272,6 +272,7 @@ def validation_table(files: list[Path]) -> str:
 LEVERS = {  # a validation record ROW-LEVER[-VARIANT][-seedN] tries a lever on the row's registered recipe
     "distilled": "knowledge distillation",
     "jitter": "brightness and contrast jitter",
+    "lightaug": "lighter regularisation",
 }
 
 
