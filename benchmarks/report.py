@@ -297,12 +297,14 @@ def lever_table(files: list[Path]) -> str:
         plain = statistics.fmean(a["final_val_accuracy"] for a, _ in pairs)
         tried = statistics.fmean(b["final_val_accuracy"] for _, b in pairs)
         recipe, base = r["config"]["recipe"], found.get(row, {}).get("config", {}).get("recipe", {})
-        changed = ", ".join(f"{k}={v}" for k, v in recipe.items() if base.get(k, v) != v and k != "teacher")
+        taught = ("teacher", "distill", "temperature")  # shown together below
+        changed = ", ".join(f"{k}={v}" for k, v in recipe.items() if base.get(k, v) != v and k not in taught)
         teacher = r["config"].get("teacher")
         if teacher:
             changed = ", ".join(filter(None, [
                 f"teacher: `{teacher['model']}` ({teacher['parameters']:,} parameters, {teacher['accuracy']:.2%} "
-                f"validation, trained {teacher['train_seconds']:.0f} s on the same 55,000 images)",
+                f"validation; trained in {teacher['train_seconds']:.0f} s, holding out the same "
+                f"{teacher['held_out']:,} images)",
                 f"distill={recipe['distill']:g}, temperature={recipe['temperature']:g}",
                 changed,
             ]))  # fmt: skip
