@@ -160,3 +160,12 @@ def test_a_teacher_of_another_dataset_is_refused(tiny):
     fashion = replace(tiny, dataset="fashion-mnist")  # only the name matters here
     with pytest.raises(TinyMnistError, match="trained on mnist, not on fashion-mnist"):
         distill.load_teacher("tiny20k", fashion, "test", torch.device("cpu"))
+
+
+def test_distillation_with_progressive_resizing_is_refused_before_anything_is_written(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "out"
+    argv = ["train", "--recipe", "fast", "--set", "teacher=tiny20k", "--out", str(out), "--data-dir", str(mnist_dir)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "would show the teacher 20x20 images it never trained on" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -282,6 +282,12 @@ def validate(recipe: Recipe) -> Recipe:
     if not models.known(recipe.model):  # raises for a family name over the size ceiling
         choices = ", ".join([*models.MODELS, *models.FAMILY_NAMES])
         raise RecipeError(f"recipe field model={brief(recipe.model)}: unknown model; choose from: {choices}")
+    if recipe.teacher and recipe.low_res_epochs and recipe.low_res < 28 and recipe.epochs > 1:
+        raise RecipeError(
+            f"recipe field teacher={brief(recipe.teacher)}: distillation with progressive resizing (low_res_epochs="
+            f"{recipe.low_res_epochs}) would show the teacher {recipe.low_res}x{recipe.low_res} images it never "
+            "trained on; set low_res_epochs=0"
+        )
     if recipe.optimizer == "sgd" and recipe.nesterov and recipe.momentum == 0:
         raise RecipeError("recipe field nesterov=True: Nesterov momentum needs momentum > 0 (or nesterov=false)")
     return recipe
