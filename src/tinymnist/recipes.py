@@ -178,7 +178,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     "tiny3k": replace(SEED, model="tiny3k", epochs=18, weight_decay=5e-5, **SMALL),
     # The best trial of the tiny1k5 sweep (results/sweeps/tiny1k5/best-recipe.json: 98.18% on the
-    # validation split after its 5 epochs; values rounded), trained as long as the other rows.
+    # validation split after its 5 epochs; values rounded), trained as long as the other rows, with
+    # lighter regularisation: the 1,471-parameter model underfits. No label smoothing and milder
+    # augmentation reached 98.50% on the validation split against 98.33% with the sweep's values
+    # (0.093; 10.5 degrees, 0.083 shift, 0.126 zoom), paired over 3 seeds (results/validation/tiny1k5*).
     "tiny1k5": replace(
         SEED,
         model="tiny1k5",
@@ -186,10 +189,10 @@ RECIPES: dict[str, Recipe] = {
         batch_size=64,
         lr=0.102,
         weight_decay=1.96e-4,
-        label_smoothing=0.093,
-        degrees=10.5,
-        translate=0.083,
-        scale=0.126,
+        label_smoothing=0.0,
+        degrees=6.0,
+        translate=0.05,
+        scale=0.06,
         bf16=True,
     ),
 }
