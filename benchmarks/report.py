@@ -274,6 +274,7 @@ LEVERS = {  # a validation record ROW-LEVER[-VARIANT][-seedN] tries a lever on t
     "jitter": "brightness and contrast jitter",
     "lightaug": "lighter regularisation",
 }
+SEED_SUFFIXES = ("", "-seed2", "-seed3", "-seed4", "-seed5")  # a record's seed: scripts/validate.py names
 
 
 def lever_table(files: list[Path]) -> str:
@@ -286,12 +287,11 @@ def lever_table(files: list[Path]) -> str:
         "|---|---|---|---|---:|---:|---:|",
     ]
     for name, r in sorted(found.items()):
-        row, _, tried = name.partition("-")
-        lever = tried.split("-")[0]
+        row, _, suffix = name.partition("-")
+        lever = suffix.split("-")[0]
         if lever not in LEVERS or re.search(r"-seed\d+$", name):  # the seed-1 record names each pair
             continue
-        seeds = ("", "-seed2", "-seed3", "-seed4", "-seed5")
-        pairs = [(found[row + s], found[name + s]) for s in seeds if row + s in found and name + s in found]
+        pairs = [(found[row + s], found[name + s]) for s in SEED_SUFFIXES if row + s in found and name + s in found]
         if not pairs:
             continue
         plain = statistics.fmean(a["final_val_accuracy"] for a, _ in pairs)

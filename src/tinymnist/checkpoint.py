@@ -88,6 +88,16 @@ def save_json(path: Path, value: object) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2) + "\n"))
 
 
+def read_config(folder: Path) -> dict:
+    """A run folder's config.json (its first MiB), or {} if it is missing, unreadable or not a JSON table."""
+    try:
+        with open(folder / "config.json", "rb") as f:
+            config = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def first_line(e: BaseException) -> str:
     """The start of an error from deep inside torch: enough to say what went wrong, on one line."""
     text = str(e).strip()

@@ -12,14 +12,13 @@ an N as large), and a shipped model (trained on all 60,000 training images) teac
 """
 
 import hashlib
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinymnist import models, pretrained
+from tinymnist import checkpoint, models, pretrained
 from tinymnist.data import DEFAULT, MNIST
 from tinymnist.errors import TinyMnistError
 from tinymnist.precision import forward
@@ -44,13 +43,7 @@ def loss(
 def trained_on(info: dict, folder: Path | None) -> tuple[str, str, int]:
     """A teacher's dataset, split ("test": it trained on every training image; "val": it held some out)
     and how many training images it held out, from its checkpoint or its run folder's config.json."""
-    config: dict = {}
-    if folder is not None and (folder / "config.json").is_file():
-        try:
-            config = json.loads((folder / "config.json").read_bytes()[: 1 << 20])
-        except (ValueError, RecursionError):
-            config = {}
-    config = config if isinstance(config, dict) else {}
+    config = checkpoint.read_config(folder) if folder is not None else {}
     dataset = info.get("dataset", config.get("dataset", DEFAULT))
     split = info.get("split", config.get("split", "test"))
     held_out = info.get("eval_images", config.get("eval_images", 0)) if split == "val" else 0

@@ -62,12 +62,8 @@ def new_run_dir(model: str, root: Path = Path("runs")) -> Path:
 def is_run(folder: Path) -> bool:
     """Whether `folder` holds a tinymnist run's config.json (a run stopped before its first epoch
     ended has only that), so that training may write into it."""
-    try:
-        with open(folder / "config.json", "rb") as f:
-            config = json.loads(f.read(1 << 20))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(config, dict) and isinstance(config.get("recipe"), dict) and "seed" in config
+    config = checkpoint.read_config(folder)
+    return isinstance(config.get("recipe"), dict) and "seed" in config
 
 
 def check_new_run(out: Path) -> None:
@@ -179,8 +175,9 @@ def train(
                 f"{out}: a run on {state.get('dataset', DEFAULT)}, not {data.dataset}; cannot resume it"
             )
         log(f"resuming {out} after epoch {len(history)} of {recipe.epochs}")
+        config = {**recorded, **fell_back}
         if fallback != recorded.get("engine_fallback", ""):  # the graph could not be captured this time
-            checkpoint.save_json(out / "config.json", {**recorded, **fell_back})
+            checkpoint.save_json(out / "config.json", config)
     else:
         check_new_run(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -226,8 +223,8 @@ def train(
         seconds = time.perf_counter() - start - (runner.capture_seconds - captured)  # a graph recaptured
         if runner.fallback and runner.fallback != fallback:  # the graph could not be captured again mid-run
             fallback, fell_back = runner.fallback, {"engine_fallback": runner.fallback}
-            config_now = json.loads((out / "config.json").read_text())
-            checkpoint.save_json(out / "config.json", {**config_now, **fell_back})
+            config |= fell_back
+            checkpoint.save_json(out / "config.json", config)
         record = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
         shown = "not evaluated"  # the recipe evaluates only every eval_every-th epoch and the last
         if epoch == recipe.epochs or (recipe.eval_every and epoch % recipe.eval_every == 0):
